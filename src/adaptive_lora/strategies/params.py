@@ -1,0 +1,68 @@
+"""Parameters shared by the strategies, validated once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UserError
+
+ROUNDING = {
+    # floor reproduces the paper's average rank 9.5 for linear decay on 24 layers
+    # (16, 15, 14, ... 4): the paper's formula yields fractional ranks and int() truncates.
+    "floor": lambda x: math.floor(x + 1e-9),  # the epsilon keeps 11.9999999 from becoming 11
+    "round": lambda x: math.floor(x + 0.5),  # half up, not Python's banker's rounding
+    "ceil": lambda x: math.ceil(x - 1e-9),
+}
+
+
+def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        what = "a non-negative integer" if allow_zero else "a positive integer"
+        raise UserError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """Inputs every strategy may read. Defaults are the paper's (section 3.2.4)."""
+
+    r: int = 8
+    """Rank of the uniform baseline and of the placement strategies."""
+    r_base: int = 16
+    """Starting (linear decay) or reference (attention-heavy, empirical) rank."""
+    r_min: int = 4
+    """Lower clamp of the adaptive strategies."""
+    r_max: int = 32
+    """Upper clamp of the adaptive strategies."""
+    rounding: str = "floor"
+    """How fractional ranks become integers: floor (the paper), round (half up) or ceil."""
+    custom: Any = None
+    """For ``custom``: a list of one rank per layer, or a map of module-name pattern -> rank."""
+    extra: dict = field(default_factory=dict)
+    """Strategy-specific values (e.g. importance scores for data-driven strategies)."""
+
+    def __post_init__(self):
+        _positive_int("r", self.r)
+        _positive_int("r_base", self.r_base)
+        _positive_int("r_min", self.r_min)
+        _positive_int("r_max", self.r_max)
+        if self.r_min > self.r_base:
+            raise UserError(f"r_min ({self.r_min}) is larger than r_base ({self.r_base}): lower r_min or raise r_base")
+        if self.r_max < self.r_min:
+            raise UserError(f"r_max ({self.r_max}) is smaller than r_min ({self.r_min}): raise r_max")
+        if self.rounding not in ROUNDING:
+            raise UserError(f"rounding '{self.rounding}' is unknown: use one of {', '.join(ROUNDING)}")
+
+    def to_int(self, x: float) -> int:
+        return ROUNDING[self.rounding](x)
+
+    def clamp(self, x: int) -> int:
+        return max(self.r_min, min(self.r_max, x))
+
+    def to_dict(self) -> dict:
+        out = {"r": self.r, "r_base": self.r_base, "r_min": self.r_min, "r_max": self.r_max, "rounding": self.rounding}
+        if self.custom is not None:
+            out["custom"] = self.custom
+        return out

@@ -1,0 +1,153 @@
+"""A plan: the ranks a strategy gives every targeted module, with its parameter accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from .budget import match_budget, parse_budget, parse_budget_like
+from .params import StrategyParams
+from .registry import get_strategy
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ranks for every targeted module (0 = no adapter) and what they cost."""
+
+    strategy: str
+    layout: object  # Layout restricted to the targets
+    ranks: dict  # {module_name: rank}
+    params: StrategyParams
+    budget_target: int | None = None
+    budget_source: str | None = None  # e.g. "uniform:8" or "params"
+    shape_ranks: dict | None = None  # the strategy's own ranks, before budget matching
+    notes: tuple = field(default=())
+
+    @property
+    def adapted(self) -> dict:
+        """Modules that get an adapter, in model order."""
+        return {n: r for n, r in self.ranks.items() if r > 0}
+
+    @property
+    def trainable_params(self) -> int:
+        by = self.layout.by_name()
+        return sum(by[n].lora_params(r) for n, r in self.ranks.items())
+
+    @property
+    def base_params(self) -> int:
+        return self.layout.base_params
+
+    @property
+    def total_params(self) -> int:
+        return self.base_params + self.trainable_params
+
+    @property
+    def efficiency_pct(self) -> float:
+        """trainable / (base + trainable) * 100: how the paper's 0.9 % and 1.7 % come out."""
+        return 100.0 * self.trainable_params / self.total_params
+
+    @property
+    def mean_rank(self) -> float:
+        """Mean rank over adapted modules."""
+        a = self.adapted
+        return sum(a.values()) / len(a) if a else 0.0
+
+    def per_layer(self) -> list[dict]:
+        """One row per layer: mean rank over its targeted modules and its parameter count."""
+        by = self.layout.by_name()
+        rows = []
+        for i in range(self.layout.n_layers):
+            mods = [m for m in self.layout.modules if m.layer == i]
+            if not mods:
+                continue
+            ranks = [self.ranks[m.name] for m in mods]
+            rows.append(
+                {
+                    "layer": i,
+                    "mean_rank": sum(ranks) / len(ranks),
+                    "ranks": {m.role: self.ranks[m.name] for m in mods},
+                    "params": sum(by[m.name].lora_params(self.ranks[m.name]) for m in mods),
+                }
+            )
+        return rows
+
+    def modules_table(self) -> list[dict]:
+        return [
+            {
+                "name": m.name,
+                "layer": m.layer,
+                "kind": m.kind,
+                "role": m.role,
+                "in_features": m.in_features,
+                "out_features": m.out_features,
+                "rank": self.ranks[m.name],
+                "params": m.lora_params(self.ranks[m.name]),
+            }
+            for m in self.layout.modules
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "params": self.params.to_dict(),
+            "model_type": self.layout.model_type,
+            "family": self.layout.family,
+            "n_layers": self.layout.n_layers,
+            "budget_target": self.budget_target,
+            "budget_source": self.budget_source,
+            "trainable_params": self.trainable_params,
+            "base_params": self.base_params,
+            "total_params": self.total_params,
+            "efficiency_pct": self.efficiency_pct,
+            "mean_rank": self.mean_rank,
+            "modules": self.modules_table(),
+            "notes": list(self.notes),
+        }
+
+
+def strategy_ranks(layout, strategy: str, params: StrategyParams) -> dict:
+    """Run a registered strategy and check its output covers the layout with valid ranks."""
+    st = get_strategy(strategy)
+    if st.needs_data and "importance" not in params.extra and "ranks" not in params.extra:
+        raise UserError(
+            f"strategy '{strategy}' measures the model on data first: use it through 'adaptive-lora train' or 'run'"
+        )
+    ranks = st.fn(layout, params)
+    names = {m.name for m in layout.modules}
+    if set(ranks) != names:  # a bug in the strategy, not user input
+        raise AssertionError(f"strategy {strategy} returned ranks for {sorted(set(ranks) ^ names)[:3]}...")
+    for n, r in ranks.items():
+        if not isinstance(r, int) or r < 0:
+            raise AssertionError(f"strategy {strategy} gave {n} rank {r!r}")
+    return ranks
+
+
+def make_plan(
+    layout,
+    strategy: str,
+    params: StrategyParams | None = None,
+    targets=None,
+    budget=None,
+    budget_like: str | None = None,
+) -> Plan:
+    """Plan ranks for ``layout``. ``targets`` selects modules (default: the family's);
+    ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape."""
+    params = params or StrategyParams()
+    layout = layout.select(targets)
+    shape = strategy_ranks(layout, strategy, params)
+    if not any(shape.values()):
+        raise UserError(f"strategy '{strategy}' leaves every targeted module without an adapter: check --targets")
+    if budget is not None and budget_like is not None:
+        raise UserError("give either budget or budget_like, not both")
+    if budget is None and budget_like is None:
+        return Plan(strategy, layout, shape, params)
+    if budget_like is not None:
+        ref_name, ref_over = parse_budget_like(budget_like)
+        ref_params = StrategyParams(**{**params.to_dict(), **ref_over, "custom": params.custom})
+        ref = Plan(ref_name, layout, strategy_ranks(layout, ref_name, ref_params), ref_params)
+        target, source = ref.trainable_params, budget_like
+    else:
+        target, source = parse_budget(budget), "params"
+    cost = {m.name: m.in_features + m.out_features for m in layout.modules}
+    ranks = match_budget(cost, shape, target)
+    return Plan(strategy, layout, ranks, params, target, source, shape)
