@@ -16,7 +16,7 @@ N_LAYERS = 4
 def gpt2_config(n_layer: int = N_LAYERS, vocab_size: int = 260):
     from transformers import GPT2Config
 
-    return GPT2Config(n_layer=n_layer, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=128,
+    return GPT2Config(n_layer=n_layer, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=512,
                       bos_token_id=256, eos_token_id=257)
 
 
@@ -24,7 +24,7 @@ def llama_config(n_layer: int = N_LAYERS, vocab_size: int = 260):
     from transformers import LlamaConfig
 
     return LlamaConfig(num_hidden_layers=n_layer, hidden_size=32, intermediate_size=64, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=128,
+                       num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512,
                        bos_token_id=256, eos_token_id=257, pad_token_id=258, tie_word_embeddings=True)
 
 

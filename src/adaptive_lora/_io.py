@@ -39,6 +39,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; result files are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -110,9 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own output: no per-tensor loading bars or library nags."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,0 +1,51 @@
+"""``adaptive-lora train --config FILE.yaml [--set key=value ...]``.
+
+Exit codes: 0 completed, 3 diverged, 2 bad input, 1 other failure (the run folder keeps a
+``summary.json`` with status ``failed`` and the traceback in ``error.log``).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from .. import _io
+from ..errors import UserError
+
+EXIT_DIVERGED = 3
+
+
+def train_command(args) -> int:
+    from ..experiments.overrides import parse_overrides
+    from ..training import load_train_config, train
+
+    overrides = parse_overrides(args.overrides)
+    if args.out:
+        overrides["output_dir"] = args.out
+    cfg = load_train_config(args.config, overrides)
+    out = Path(cfg.output_dir)
+    try:
+        summary = train(cfg, out)
+    except UserError:
+        raise
+    except Exception as exc:  # a failure during the run: keep what we know, then exit 1
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "error.log").write_text(traceback.format_exc())
+        first = (str(exc).splitlines() or [""])[0]
+        _io.atomic_write_json(out / "summary.json", {
+            "status": "failed", "run_id": cfg.run_id or out.name, "error": f"{type(exc).__name__}: {first}",
+            "config": cfg.to_dict()})
+        print(f"adaptive-lora: run failed: {type(exc).__name__}: {first} (traceback in {out / 'error.log'})",
+              file=sys.stderr)
+        return 1
+    if summary is None:
+        return 0
+    if summary["status"] == "diverged":
+        print(f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']} in "
+              f"{summary['diverged_module']}); logs kept in {out}", file=sys.stderr)
+        return EXIT_DIVERGED
+    print(f"completed: eval loss {summary['eval_loss']:.4f} (base {summary['base_eval_loss']:.4f}), perplexity "
+          f"{summary['perplexity']:.2f}, {summary['trainable_params']:,} trainable parameters, "
+          f"{summary['tokens_per_s']:.1f} tokens/s; results in {out}")
+    return 0

@@ -1,0 +1,62 @@
+"""Eval loss and perplexity.
+
+Eval loss is the token-weighted mean cross-entropy over every scored token of the held-out
+split: the sum of per-token losses divided by the number of scored tokens. It is *not* a mean
+of per-batch means, which would weight a short batch like a long one. Perplexity is exp(eval
+loss), so the paper's 4.90 corresponds to 134.0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+METRIC_DEFINITIONS = {
+    "token": "a non-padding token position of a tokenised example (prompt and response)",
+    "scored_token": "a token whose label is not -100 (default: response tokens only; prompt tokens are masked)",
+    "eval_loss": "token-weighted mean cross-entropy over all scored tokens of the held-out split "
+                 "(sum of per-token losses / number of scored tokens)",
+    "perplexity": "exp(eval_loss)",
+    "tokens_per_s": "non-padding tokens of training sequences (prompt and response), counted once per epoch, "
+                    "divided by training wall time without evaluation",
+    "trainable_params": "sum over adapted modules of r * (in_features + out_features)",
+    "efficiency_pct": "trainable / (base + trainable) * 100",
+}
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropies over scored positions, in fp32, and their count."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+    return loss, int((shift_labels != -100).sum())
+
+
+@torch.no_grad()
+def evaluate(model, examples, collator, batch_size: int, device, autocast_dtype=None,
+             rank: int = 0, world: int = 1, reduce_fn=None) -> dict:
+    """Eval loss over ``examples``. With several processes each takes a strided share and
+    ``reduce_fn`` sums (loss, tokens) across them, so the result equals a one-process eval."""
+    was_training = model.training
+    model.eval()
+    # Longest first: similar lengths share a batch (less padding) and memory peaks at once.
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))[rank::world]
+    total, count = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = collator([examples[i] for i in order[start:start + batch_size]])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss, n = token_loss_sum(logits, batch["labels"])
+        total += float(loss)
+        count += n
+    if reduce_fn is not None:
+        total, count = reduce_fn(total, count)
+    if was_training:
+        model.train()
+    loss = total / count if count else math.nan
+    return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf, "eval_tokens": int(count)}

@@ -1,0 +1,358 @@
+"""PNG figures of a results folder, drawn with matplotlib's object API on the Agg canvas.
+
+Using ``matplotlib.figure.Figure`` directly (no ``pyplot``) needs no display, keeps no global
+figure state, and leaves the backend of a user's interactive session alone.
+
+Every figure is written even when its data are missing (it then says so), so the links in
+``results.md`` always resolve. One colour per row of Table 1; each seed is a thin line, the mean
+of a row's completed seeds a thick one; an unfinished or failed run is dotted, and a diverged
+run ends in an ×.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .collect import RunResult, finite
+from .table import Row, budget_sections, pareto_front
+
+FIG_DIR = "figures"
+DPI = 110
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str  # file name in figures/
+    title: str
+    caption: str  # what results.md says under the link
+
+
+_MARKS = "Dotted: unfinished or failed runs; ×: the last finite point of a diverged run."
+FIGURES = (
+    FigureSpec("train_loss.png", "Training loss",
+               "Training loss per optimizer step; thin lines are seeds, thick lines the mean of "
+               "completed seeds. " + _MARKS),
+    FigureSpec("eval_loss.png", "Eval loss",
+               "Eval loss on the held-out split per step (step 0 is the base model). " + _MARKS),
+    FigureSpec("grad_norm.png", "Gradient norm",
+               "Global gradient norm per optimizer step (log scale). " + _MARKS),
+    FigureSpec("ranks.png", "Rank per layer",
+               "Planned LoRA rank per layer: mean over attention modules and over MLP modules."),
+    FigureSpec("params_vs_perplexity.png", "Parameters vs perplexity",
+               "Trainable parameters against perplexity (mean ± std of completed seeds); the line "
+               "joins the Pareto front (lower is better on both)."),
+)
+
+
+# --------------------------------------------------------------------------- data extraction
+
+
+def series(run: RunResult, kind: str, key: str, positive: bool = False) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``key`` over the ``type == kind`` rows of a run's metrics, sorted by step.
+
+    Non-numeric and non-finite values are dropped (a diverged run logs NaN losses), and so are
+    values <= 0 when ``positive`` (for log axes).
+    """
+    pts = []
+    for row in run.metrics:
+        if row.get("type") != kind:
+            continue
+        step, value = finite(row.get("step")), finite(row.get(key))
+        if step is None or value is None or (positive and value <= 0):
+            continue
+        pts.append((step, value))
+    pts.sort()
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def mean_curve(curves: Sequence[tuple[list[float], list[float]]]) -> tuple[list[float], list[float]]:
+    """Mean of several (steps, values) curves over the steps all of them have."""
+    curves = [c for c in curves if c[0]]
+    if not curves:
+        return [], []
+    maps = [dict(zip(s, v)) for s, v in curves]
+    common = sorted(set.intersection(*(set(m) for m in maps)))
+    return common, [math.fsum(m[s] for m in maps) / len(maps) for s in common]
+
+
+def _kind(kind) -> str:
+    k = str(kind or "").lower()
+    if k.startswith("att") or k in ("self_attn", "attn"):
+        return "attention"
+    if k in ("mlp", "ffn", "feedforward", "feed_forward") or "mlp" in k:
+        return "mlp"
+    return k or "other"
+
+
+def layer_ranks(plan) -> dict[str, tuple[list[int], list[float]]]:
+    """Per module kind, (layers, mean rank over that kind's modules in each layer), from a plan
+    ``{"modules": [{"layer", "kind", "rank"}, ...]}``. Malformed entries are skipped."""
+    modules = plan.get("modules") if isinstance(plan, dict) else None
+    acc: dict[str, dict[int, list[float]]] = {}
+    for m in modules if isinstance(modules, list) else []:
+        if not isinstance(m, dict):
+            continue
+        layer, rank = finite(m.get("layer")), finite(m.get("rank"))
+        if layer is None or rank is None:
+            continue
+        acc.setdefault(_kind(m.get("kind")), {}).setdefault(int(layer), []).append(rank)
+    out = {}
+    for kind, per_layer in acc.items():
+        layers = sorted(per_layer)
+        out[kind] = (layers, [sum(per_layer[i]) / len(per_layer[i]) for i in layers])
+    return out
+
+
+def _row_plan(row: Row):
+    for r in row.runs:
+        plan = r.get("plan")
+        if isinstance(plan, dict) and plan.get("modules"):
+            return plan
+    return None
+
+
+def pareto_points(rows: Sequence[Row]) -> tuple[list[Row], list[tuple[float, float]], list[Row]]:
+    """(rows with a point, their (params M, mean perplexity), rows left out).
+
+    A row is left out when no seed completed (diverged or failed) or its mean is not finite.
+    """
+    kept, points, omitted = [], [], []
+    for row in rows:
+        x, y = row.mean("params_m"), row.mean("perplexity")
+        if row.n and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            kept.append(row)
+            points.append((x, y))
+        else:
+            omitted.append(row)
+    return kept, points, omitted
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+
+def _labels(rows: Sequence[Row]) -> dict[int, str]:
+    several = len({r.budget_label for r in rows}) > 1
+    return {
+        id(r): f"{r.group} [{r.budget_label}]" if several and r.budget_label is not None else r.group
+        for r in rows
+    }
+
+
+def _colors(rows: Sequence[Row]) -> dict[int, tuple]:
+    cmap = colormaps["tab10" if len(rows) <= 10 else "tab20"]
+    return {id(r): cmap(i % cmap.N) for i, r in enumerate(rows)}
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _auto_log(ax, values: list[float]) -> None:
+    """Log scale when values span more than a factor 30."""
+    pos = [v for v in values if v > 0]
+    if pos and max(pos) / min(pos) > 30:
+        ax.set_yscale("log")
+
+
+def calm_limits(calm: list[float], every: list[float]) -> tuple[float, float] | None:
+    """y-limits that fit the runs that did not diverge, when a diverged run would otherwise
+    stretch the axis (a loss of 200 flattens curves near 2); None when everything fits."""
+    if not calm or not every:
+        return None
+    lo, hi = min(calm), max(calm)
+    pad = 0.08 * (hi - lo) or 0.05 * abs(hi) or 0.1
+    if max(every) <= hi + 2 * pad and min(every) >= lo - 2 * pad:
+        return None
+    return lo - pad, hi + pad
+
+
+def plot_curves(
+    rows: Sequence[Row], path: Path, kind: str, key: str, ylabel: str, title: str, log: str = "auto"
+) -> Path:
+    """One panel per budget label; per row, each run thin, the mean of completed runs thick.
+
+    ``log``: "log" for a log y-axis; "auto" zooms onto the runs that did not diverge (a diverged
+    curve then leaves the panel and its x sits on the edge), or goes log if there are none.
+    """
+    sections = budget_sections(rows)
+    labels, colors = _labels(rows), _colors(rows)
+    fig = Figure(figsize=(min(6.5 * len(sections), 16), 4.6), layout="constrained")
+    axes = fig.subplots(1, len(sections), sharey=True, squeeze=False)[0]
+    every: list[float] = []
+    calm: list[float] = []  # values of runs that did not diverge
+    crosses = []  # (ax, step, value, color): drawn once the y-limits are known
+    any_dotted = False
+    for ax, (budget, brows) in zip(axes, sections):
+        drawn = False
+        for row in brows:
+            color = colors[id(row)]
+            done = []
+            for run in row.runs:
+                steps, values = series(run, kind, key, positive=(log == "log"))
+                if not steps:
+                    continue
+                drawn = True
+                every += values
+                if run.status != "diverged":
+                    calm += values
+                unfinished = run.status not in ("completed", "diverged")
+                any_dotted |= unfinished
+                many = len(row.runs) > 1
+                ax.plot(
+                    steps, values, color=color, lw=0.9 if many else 1.6, alpha=0.45 if many else 0.95,
+                    ls=":" if unfinished else "-", marker="o" if kind == "eval" else None, ms=3,
+                )
+                # An eval curve of a diverged run often holds only the shared base-model point
+                # at step 0; an x there would mark the base model, not the divergence.
+                if run.status == "diverged" and steps[-1] > 0:
+                    crosses.append((ax, steps[-1], values[-1], color))
+                if run.status == "completed":
+                    done.append((steps, values))
+            if len(done) > 1:
+                ms, mv = mean_curve(done)
+                ax.plot(ms, mv, color=color, lw=2.2, marker="o" if kind == "eval" else None, ms=4)
+        if len(sections) > 1:
+            ax.set_title(f"budget {budget}" if budget is not None else "no budget", fontsize=10)
+        if not drawn:
+            _empty(ax, f"no '{key}' in the {kind} rows of metrics.jsonl")
+            continue
+        ax.set_xlabel("optimizer step")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+
+    limits = calm_limits(calm, every) if log == "auto" else None
+    if log == "log" and every:
+        axes[0].set_yscale("log")  # the axes share y
+    elif limits is not None:
+        axes[0].set_ylim(*limits)
+    elif log == "auto":
+        _auto_log(axes[0], every)
+    for ax, x, y, color in crosses:
+        if limits is not None:
+            y = min(max(y, limits[0]), limits[1])  # pin to the edge the curve left through
+        ax.plot(x, y, marker="x", color=color, ms=11, mew=2.5, ls="none", clip_on=False, zorder=5)
+
+    handles = [Line2D([], [], color=colors[id(r)], lw=2.2, label=labels[id(r)]) for r in rows]
+    if crosses:
+        label = "diverged: last step" + ("\n(pinned to the edge the\ncurve leaves through)" if limits else "")
+        handles.append(Line2D([], [], color="k", marker="x", ls="none", ms=9, mew=2, label=label))
+    if any_dotted:
+        handles.append(Line2D([], [], color="k", ls=":", label="unfinished / failed"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_ranks(rows: Sequence[Row], path: Path) -> Path:
+    """One small panel per row: mean rank per layer, attention solid, MLP dashed."""
+    labels = _labels(rows)
+    n = max(len(rows), 1)
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.2 * ncols + 0.5, 2.5 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+    styles = {"attention": ("tab:blue", "-"), "mlp": ("tab:orange", "--")}
+    kinds_seen = set()
+    for ax, row in zip(axes, rows):
+        ax.set_title(labels[id(row)], fontsize=9)
+        ranks = layer_ranks(_row_plan(row))
+        if not ranks:
+            ax.text(0.5, 0.5, "no plan recorded", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            continue
+        for kind, (layers, means) in sorted(ranks.items()):
+            color, ls = styles.get(kind, ("tab:green", ":"))
+            kinds_seen.add(kind)
+            ax.plot(layers, means, color=color, ls=ls, lw=1.6, drawstyle="steps-mid")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(rows):]:
+        ax.set_visible(False)
+    if not rows:
+        _empty(axes[0], "no rows")
+    for ax in axes[-ncols:]:
+        ax.set_xlabel("layer")
+    for i in range(0, len(axes), ncols):
+        axes[i].set_ylabel("rank")
+    handles = [
+        Line2D([], [], color=styles.get(k, ("tab:green", ":"))[0], ls=styles.get(k, ("tab:green", ":"))[1], label=k)
+        for k in sorted(kinds_seen)
+    ]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.suptitle("Planned rank per layer (mean over modules of each kind)")
+    return _save(fig, path)
+
+
+def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
+    """Trainable parameters against mean perplexity, with the Pareto front joined and ringed."""
+    labels, colors = _labels(rows), _colors(rows)
+    kept, points, omitted = pareto_points(rows)
+    front = pareto_front(points)
+    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+    ax = fig.subplots()
+    if not points:
+        _empty(ax, "no row has a completed run with parameters and perplexity")
+    else:
+        for row, (x, y) in zip(kept, points):
+            std = row.stats["perplexity"].std
+            yerr = std if std is not None and math.isfinite(std) else None
+            ax.errorbar(x, y, yerr=yerr, fmt="o", color=colors[id(row)], ms=7, capsize=3)
+            ax.annotate(labels[id(row)], (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        fx, fy = [points[i][0] for i in front], [points[i][1] for i in front]
+        # Staircase: everything above and right of it is dominated by a front point.
+        ax.plot(fx, fy, color="k", lw=1.2, drawstyle="steps-post", zorder=1, label="Pareto front")
+        ax.plot(fx, fy, "o", mfc="none", mec="k", ms=14, mew=1.5, zorder=3)
+        ys = [p[1] for p in points]
+        if min(ys) > 0 and max(ys) / min(ys) > 30:
+            ax.set_yscale("log")
+        ax.set_xlabel("trainable parameters (M)")
+        ax.set_ylabel("perplexity (lower is better)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    if omitted:
+        names = ", ".join(f"{labels[id(r)]} ({r.status})" for r in omitted)
+        fig.text(0.01, -0.01, f"Not shown (no completed run): {names}", fontsize=8, va="top", wrap=True)
+    fig.suptitle("Parameters vs perplexity")
+    return _save(fig, path)
+
+
+def write_figures(runs: Sequence[RunResult], rows: Sequence[Row], out_dir) -> list[Path]:
+    """Draw every figure into ``out_dir/figures/``; returns the paths written.
+
+    The figures draw the runs the rows hold (``aggregate(runs)`` puts every run in one row);
+    ``runs`` is part of the signature for symmetry with the other writers. A figure that fails to draw is skipped with a warning so that the table and
+    the other figures still get written.
+    """
+    fig_dir = Path(out_dir) / FIG_DIR
+    jobs = {
+        "train_loss.png": lambda p: plot_curves(rows, p, "train", "loss", "training loss", "Training loss"),
+        "eval_loss.png": lambda p: plot_curves(rows, p, "eval", "eval_loss", "eval loss", "Eval loss (step 0 = base model)"),
+        "grad_norm.png": lambda p: plot_curves(rows, p, "train", "grad_norm", "global gradient norm", "Gradient norm", log="log"),
+        "ranks.png": lambda p: plot_ranks(rows, p),
+        "params_vs_perplexity.png": lambda p: plot_pareto(rows, p),
+    }
+    written = []
+    for spec in FIGURES:
+        try:
+            written.append(jobs[spec.name](fig_dir / spec.name))
+        except Exception as exc:  # noqa: BLE001 - one bad figure must not cost the report
+            warnings.warn(f"figure {spec.name} not drawn: {type(exc).__name__}: {exc}", stacklevel=2)
+    return written
+
+
+__all__ = ["FIGURES", "layer_ranks", "mean_curve", "pareto_points", "series", "write_figures"]

@@ -1,0 +1,58 @@
+"""Run a sweep with a fake training function; used by the kill test in test_sweep.py.
+
+Usage: python tests/_fake_sweep.py SWEEP_YAML OUT_DIR
+
+Each fake run appends ``start <run_id>`` to ``OUT_DIR/calls.log``, writes ``steps`` lines to
+``metrics.jsonl`` (sleeping ``step_s`` seconds after each, both from the run's config), then
+writes ``summary.json`` atomically and appends ``done <run_id>``. The log is outside the run
+folders, so it survives a run being redone from scratch.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from adaptive_lora._io import append_jsonl, atomic_write_json
+from adaptive_lora.errors import UserError
+from adaptive_lora.experiments import load_sweep, run_sweep
+
+
+def _log(out_dir: Path, line: str) -> None:
+    with open(out_dir / "calls.log", "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+
+
+def main(argv: list[str]) -> int:
+    sweep_path, out = argv
+    out_dir = Path(out)
+
+    def train_fn(config: dict, run_dir: Path) -> dict:
+        _log(out_dir, f"start {config['run_id']}")
+        for step in range(int(config.get("steps", 3))):
+            append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
+            time.sleep(float(config.get("step_s", 0.05)))
+        summary = {
+            "status": "completed",
+            "run_id": config["run_id"],
+            "group": config["group"],
+            "seed": config["seed"],
+            # Wall-clock time makes a rewritten summary differ from the original.
+            "finished_at": time.time(),
+        }
+        atomic_write_json(run_dir / "summary.json", summary)
+        _log(out_dir, f"done {config['run_id']}")
+        return summary
+
+    try:
+        run_sweep(load_sweep(sweep_path), out_dir, train_fn, progress=False)
+    except UserError as e:
+        print(e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
