@@ -73,6 +73,8 @@ def _add_run(sub):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training field for every run (repeatable)")
     p.add_argument("--out", default=None, help="results folder (default: the sweep's 'out')")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate every run and print its planned parameters, without loading weights or training")
     p.set_defaults(func=_run_run)
 
 
@@ -93,7 +95,7 @@ def _run_report(args) -> int:
     from ..reports import write_report
 
     paths = write_report(args.results_dir, args.out)
-    print(f"wrote {paths.markdown}")
+    print(f"wrote {paths.results_md}")
     return 0
 
 

@@ -1,0 +1,97 @@
+"""``adaptive-lora run CONFIG.yaml``: a resumable sweep, then the report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def preflight(cfg) -> None:
+    """Cheap checks of everything a run will read, so a sweep fails before any training."""
+    from ..data.records import _looks_like_path
+    from ..layout.resolve import resolve_model
+
+    resolve_model(cfg.model)  # a missing local folder or a malformed id fails here
+    if cfg.data != "default" and _looks_like_path(cfg.data) and not Path(cfg.data).expanduser().is_file():
+        raise UserError(f"data file '{cfg.data}' does not exist: fix the path, or use data: default")
+    for field in ("plan_file",):
+        value = getattr(cfg, field)
+        if value and not Path(value).expanduser().is_file():
+            raise UserError(f"{field} '{value}' does not exist: fix the path")
+    if isinstance(cfg.custom, str) and not Path(cfg.custom).expanduser().is_file():
+        raise UserError(f"custom rank map '{cfg.custom}' does not exist: fix the path")
+
+
+def validate_run_config(config: dict) -> dict:
+    from ..training import TrainConfig
+
+    cfg = TrainConfig.from_dict(config)
+    preflight(cfg)
+    return cfg.to_dict()
+
+
+def train_run(config: dict, run_dir: Path) -> dict:
+    from ..training import TrainConfig, train
+
+    cfg = TrainConfig.from_dict({**config, "output_dir": str(run_dir)})
+    return train(cfg, run_dir)
+
+
+def plan_sweep(sweep) -> list[tuple]:
+    """(spec, plan) for every run, from each model's config alone (meta device, no weights)."""
+    from ..layout import discover_layout, load_config
+    from ..strategies import make_plan
+    from ..training import TrainConfig
+
+    layouts: dict = {}
+    out = []
+    for spec in sweep.specs:
+        cfg = TrainConfig.from_dict(spec.config)
+        if cfg.model not in layouts:
+            layouts[cfg.model] = discover_layout(load_config(cfg.model))
+        if cfg.method == "adalora":
+            out.append((spec, None))
+            continue
+        plan = make_plan(layouts[cfg.model], cfg.strategy, cfg.strategy_params(), targets=cfg.targets,
+                         budget=cfg.budget, budget_like=cfg.budget_like)
+        out.append((spec, plan))
+    return out
+
+
+def dry_run(sweep) -> int:
+    print(f"sweep {sweep.name}: {len(sweep.specs)} runs (validated; nothing trained)")
+    print(f"{'run':<36} {'strategy':<18} {'planned params':>15} {'efficiency %':>13} {'mean rank':>10}")
+    for spec, plan in plan_sweep(sweep):
+        if plan is None:
+            print(f"{spec.run_id:<36} {'adalora':<18} {'(set by training)':>15}")
+            continue
+        print(f"{spec.run_id:<36} {plan.strategy:<18} {plan.trainable_params:>15,} {plan.efficiency_pct:>13.3f} "
+              f"{plan.mean_rank:>10.2f}")
+    return 0
+
+
+def run_command(args) -> int:
+    from ..experiments import load_sweep, run_sweep
+    from ..experiments.overrides import parse_overrides
+    from ..reports import write_report
+
+    overrides = parse_overrides(args.overrides)
+    sweep = load_sweep(args.config, overrides, validate=validate_run_config)
+    if getattr(args, "dry_run", False):
+        return dry_run(sweep)
+    out = Path(args.out or sweep.out)
+    result = run_sweep(sweep, out, train_run)
+    if sweep.report:
+        paths = write_report(out)
+        # Echo the first table of results.md: the answer, without opening a file.
+        lines = paths.results_md.read_text(encoding="utf-8").splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        print("\n".join(lines[start:end]))
+        print(f"report: {paths.results_md}")
+    counts = result.counts
+    print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; results in {out}",
+          file=sys.stderr)
+    return 0
