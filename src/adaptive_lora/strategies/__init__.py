@@ -13,6 +13,7 @@ from .registry import STRATEGIES, Strategy, get_strategy, register
 # Importing the modules registers their strategies.
 from . import paper as _paper  # noqa: F401,E402
 from . import custom as _custom  # noqa: F401,E402
+from . import data_driven as _data_driven  # noqa: F401,E402
 
 __all__ = [
     "STRATEGIES",

@@ -108,11 +108,7 @@ class Plan:
 def strategy_ranks(layout, strategy: str, params: StrategyParams) -> dict:
     """Run a registered strategy and check its output covers the layout with valid ranks."""
     st = get_strategy(strategy)
-    if st.needs_data and "importance" not in params.extra and "ranks" not in params.extra:
-        raise UserError(
-            f"strategy '{strategy}' measures the model on data first: use it through 'adaptive-lora train' or 'run'"
-        )
-    ranks = st.fn(layout, params)
+    ranks = st.fn(layout, params)  # a data-driven strategy without its probe data raises a UserError
     names = {m.name for m in layout.modules}
     if set(ranks) != names:  # a bug in the strategy, not user input
         raise AssertionError(f"strategy {strategy} returned ranks for {sorted(set(ranks) ^ names)[:3]}...")
@@ -120,6 +116,20 @@ def strategy_ranks(layout, strategy: str, params: StrategyParams) -> dict:
         if not isinstance(r, int) or r < 0:
             raise AssertionError(f"strategy {strategy} gave {n} rank {r!r}")
     return ranks
+
+
+def _target(layout, params: StrategyParams, budget, budget_like) -> tuple[int, str]:
+    """The parameter budget asked for: a number, the count of another plan (``uniform:8``), or,
+    when neither is given, that of uniform rank ``params.r``."""
+    if budget is not None and budget_like is not None:
+        raise UserError("give either budget or budget_like, not both")
+    if budget is not None:
+        return parse_budget(budget), "params"
+    like = budget_like or f"uniform:{params.r}"
+    ref_name, ref_over = parse_budget_like(like)
+    ref_params = StrategyParams(**{**params.to_dict(), **ref_over, "custom": params.custom})
+    ref = Plan(ref_name, layout, strategy_ranks(layout, ref_name, ref_params), ref_params)
+    return ref.trainable_params, like
 
 
 def make_plan(
@@ -134,6 +144,13 @@ def make_plan(
     ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape."""
     params = params or StrategyParams()
     layout = layout.select(targets)
+    if strategy == "gradient_sensitivity":
+        # It allocates under the budget itself (water-filling), rather than being rescaled after.
+        target, source = _target(layout, params, budget, budget_like)
+        extra = {**params.extra, "budget": target}
+        params = StrategyParams(**{**params.to_dict(), "custom": params.custom}, extra=extra)
+        ranks = strategy_ranks(layout, strategy, params)
+        return Plan(strategy, layout, ranks, params, target, source)
     shape = strategy_ranks(layout, strategy, params)
     if not any(shape.values()):
         raise UserError(f"strategy '{strategy}' leaves every targeted module without an adapter: check --targets")
@@ -141,13 +158,7 @@ def make_plan(
         raise UserError("give either budget or budget_like, not both")
     if budget is None and budget_like is None:
         return Plan(strategy, layout, shape, params)
-    if budget_like is not None:
-        ref_name, ref_over = parse_budget_like(budget_like)
-        ref_params = StrategyParams(**{**params.to_dict(), **ref_over, "custom": params.custom})
-        ref = Plan(ref_name, layout, strategy_ranks(layout, ref_name, ref_params), ref_params)
-        target, source = ref.trainable_params, budget_like
-    else:
-        target, source = parse_budget(budget), "params"
+    target, source = _target(layout, params, budget, budget_like)
     cost = {m.name: m.in_features + m.out_features for m in layout.modules}
     ranks = match_budget(cost, shape, target)
     return Plan(strategy, layout, ranks, params, target, source, shape)
