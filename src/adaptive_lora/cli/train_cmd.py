@@ -6,6 +6,7 @@ Exit codes: 0 completed, 3 diverged, 2 bad input, 1 other failure (the run folde
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -41,11 +42,14 @@ def train_command(args) -> int:
         return 1
     if summary is None:
         return 0
+    quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun every process returns; one reports
     if summary["status"] == "diverged":
-        print(f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']} in "
-              f"{summary['diverged_module']}); logs kept in {out}", file=sys.stderr)
+        if not quiet:
+            print(f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']} in "
+                  f"{summary['diverged_module']}); logs kept in {out}", file=sys.stderr)
         return EXIT_DIVERGED
-    print(f"completed: eval loss {summary['eval_loss']:.4f} (base {summary['base_eval_loss']:.4f}), perplexity "
-          f"{summary['perplexity']:.2f}, {summary['trainable_params']:,} trainable parameters, "
-          f"{summary['tokens_per_s']:.1f} tokens/s; results in {out}")
+    if not quiet:
+        print(f"completed: eval loss {summary['eval_loss']:.4f} (base {summary['base_eval_loss']:.4f}), perplexity "
+              f"{summary['perplexity']:.2f}, {summary['trainable_params']:,} trainable parameters, "
+              f"{summary['tokens_per_s']:.1f} tokens/s; results in {out}")
     return 0

@@ -59,4 +59,4 @@ def evaluate(model, examples, collator, batch_size: int, device, autocast_dtype=
     if was_training:
         model.train()
     loss = total / count if count else math.nan
-    return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf, "eval_tokens": int(count)}
+    return {"eval_loss": loss, "perplexity": math.inf if loss > 700 else math.exp(loss), "eval_tokens": int(count)}

@@ -147,7 +147,10 @@ class TrainConfig:
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
         for name in ("seed", "data_seed", "warmup_steps", "eval_every", "generate_samples", "max_new_tokens"):
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative integer")
-        for name in ("max_train", "max_eval", "max_steps", "fault_nan_step", "adalora_tinit", "adalora_tfinal"):
+        for name in ("max_train", "max_eval", "max_steps", "fault_nan_step"):
+            v = getattr(self, name)
+            need(v is None or (_is_int(v) and v >= 1), name, "null or a positive integer")
+        for name in ("adalora_tinit", "adalora_tfinal"):
             v = getattr(self, name)
             need(v is None or (_is_int(v) and v >= 0), name, "null or a non-negative integer")
         need(self.max_length >= 8, "max_length", "at least 8")

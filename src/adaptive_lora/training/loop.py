@@ -93,7 +93,11 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
     from accelerate.utils import set_seed
 
     out = Path(out_dir or cfg.output_dir)
-    acc = accelerator or Accelerator()
+    # accelerate sets up several CPU processes only when told to use the CPU; without this,
+    # torchrun on a machine with no GPU would start N independent single-process runs.
+    has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator
+    acc = accelerator or Accelerator(cpu=multi_cpu)
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     device = acc.device
     if device.type == "cpu" and world > 1:
@@ -164,7 +168,8 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
     )
     for g, src in zip(optimizer.param_groups, groups):
         g["names"] = src["names"]  # kept for inspection; AdamW ignores unknown keys
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    lr_mult = lr_lambda(cfg, total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_mult)
     model, optimizer = acc.prepare(model, optimizer)
     monitor = GradMonitor(acc.unwrap_model(model), layers)
     clipper = GradClipper(cfg.clip, cfg.clip_norm, cfg.clip_factor, cfg.clip_beta)
@@ -256,7 +261,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
                 examples_seen += sum(len(b) for b in chunk)
                 grad_norms.append(stats.global_norm)
                 log({"type": "train", "step": step, "epoch": round(epoch + (s0 + len(chunk)) / len(batches), 4),
-                     "loss": step_loss, "lr": scheduler.get_last_lr()[0],
+                     "loss": step_loss, "lr": cfg.lr * lr_mult(step - 1),  # the base lr this step used
                      "grad_norm": stats.global_norm, "clip_threshold": threshold, "clip_factor": factor,
                      "tokens": step_tokens, "tokens_per_s": step_tokens / dt, "time_s": round(train_time, 3),
                      "layer_grad_norms": stats.per_layer})

@@ -54,9 +54,8 @@ class GradMonitor:
             if not math.isfinite(n):
                 bad = bad or module
             total += n * n
-            key = str(layer)
-            slot = per_layer.setdefault(key, {"A": 0.0, "B": 0.0})
-            if matrix in slot:
+            if matrix in ("A", "B"):  # other trainable tensors (AdaLoRA's E) count in the total only
+                slot = per_layer.setdefault(str(layer), {"A": 0.0, "B": 0.0})
                 slot[matrix] += n * n
         per_layer = {k: {m: math.sqrt(v) for m, v in d.items()} for k, d in per_layer.items()}
         return GradStats(math.sqrt(total), per_layer, bad)

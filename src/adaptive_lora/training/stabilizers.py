@@ -49,10 +49,16 @@ def param_groups(model, cfg, ranks: dict, layers: dict) -> list[dict]:
     ``ranks``/``layers`` map module names to their rank and layer index. Parameters that are
     trainable but not LoRA matrices (e.g. AdaLoRA's E vectors) use the base lr.
     """
-    if cfg.layer_lr is not None and isinstance(cfg.layer_lr, list) and len(cfg.layer_lr) != (max(layers.values()) + 1):
-        from ..errors import UserError
+    from ..errors import UserError
 
-        raise UserError(f"layer_lr has {len(cfg.layer_lr)} entries but the model has {max(layers.values()) + 1} layers")
+    n_layers = max(layers.values()) + 1
+    if isinstance(cfg.layer_lr, list) and len(cfg.layer_lr) != n_layers:
+        raise UserError(f"layer_lr has {len(cfg.layer_lr)} entries but the model has {n_layers} layers")
+    if isinstance(cfg.layer_lr, dict):
+        # A layer the model does not have would otherwise be ignored without a word.
+        bad = sorted(k for k in cfg.layer_lr if not 0 <= k < n_layers)
+        if bad:
+            raise UserError(f"layer_lr names layer {bad[0]} but the model has layers 0 to {n_layers - 1}")
     groups: dict[float, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
