@@ -97,3 +97,35 @@ def test_larger_gradient_gets_more_rank():
     boosted = plan_for(boosted_model)
     assert boosted.ranks[target] > base.ranks[target]
     assert boosted.ranks[target] == max(boosted.ranks.values())
+
+
+@pytest.mark.parametrize("strategy", ["gradient_sensitivity", "eva", "adalora_derived"])
+def test_data_driven_run_end_to_end(tmp_path, strategy):
+    """Each data-driven strategy trains through the CLI, reports its probe, meets its budget,
+    and a second run reuses the cached probe instead of measuring again."""
+    import json
+
+    from adaptive_lora.cli.main import main as cli_main
+
+    from tiny_models import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "m", "llama")
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"instruction": f"Say {w} twice.", "input": "", "output": f"{w} {w}"}
+                                for w in ["red", "green", "blue", "cyan", "pink", "gold", "gray", "teal"] * 3]))
+    common = [f"model={model}", f"data={data}", "eval_size=4", "max_length=320", "batch_size=4", "grad_accum=1",
+              "epochs=2", "progress=false", "precision=fp32", f"strategy={strategy}", "r=4", "r_min=1",
+              "r_max=8", "probe_batches=2", "eva_examples=16", "eva_tau=0.9", "budget_like=uniform:4",
+              f"plan_cache={tmp_path / 'plans'}"]
+    for i in range(2):
+        code = cli_main(["train", "--out", str(tmp_path / f"run{i}"), *[x for c in common for x in ("--set", c)],
+                         "--set", f"seed={i}"])
+        assert code == 0
+    s0 = json.loads((tmp_path / "run0" / "summary.json").read_text())
+    s1 = json.loads((tmp_path / "run1" / "summary.json").read_text())
+    assert s0["probe"]["cached"] is False and s0["probe"]["time_s"] > 0
+    assert s1["probe"]["cached"] is True
+    assert s0["plan"]["modules"] == s1["plan"]["modules"]  # same plan for every seed
+    target = 4 * 7 * 4 * 0 + s0["plan"]["budget_target"]
+    cheapest = min(m["params"] // m["rank"] for m in s0["plan"]["modules"] if m["rank"])
+    assert 0 <= target - s0["trainable_params"] < cheapest

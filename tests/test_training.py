@@ -515,10 +515,11 @@ class _ConstantLM(torch.nn.Module):
         super().__init__()
         self.value, self.vocab = value, vocab
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids, attention_mask, logits_to_keep=0):
         from types import SimpleNamespace
 
-        return SimpleNamespace(logits=torch.full((*input_ids.shape, self.vocab), self.value))
+        keep = logits_to_keep or input_ids.shape[1]  # HF semantics: the last ``keep`` positions
+        return SimpleNamespace(logits=torch.full((input_ids.shape[0], keep, self.vocab), self.value))
 
 
 @pytest.mark.parametrize("value, loss, perplexity", [(0.0, math.log(10), 10.0), (math.nan, math.nan, math.nan)])
@@ -528,3 +529,22 @@ def test_evaluate_by_hand(value, loss, perplexity):
     assert res["eval_tokens"] == 3
     assert res["eval_loss"] == pytest.approx(loss, rel=1e-6, nan_ok=True)  # fp32 logits
     assert res["perplexity"] == pytest.approx(perplexity, rel=1e-6, nan_ok=True)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_scored_logits_only_equal_full_loss(family):
+    """Computing logits only where a scored token is predicted gives the full-logits loss."""
+    from tiny_models import build_model
+
+    from adaptive_lora.evaluation.metrics import scored_loss_sum, token_loss_sum
+
+    model = build_model(family).eval()
+    examples = [{"input_ids": list(range(5, 17)), "labels": [-100] * 7 + list(range(12, 17))},
+                {"input_ids": list(range(30, 38)), "labels": [-100] * 3 + list(range(33, 38))}]
+    batch = PadCollator(0)(examples)
+    with torch.no_grad():
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        want, n_want = token_loss_sum(full, batch["labels"])
+        got, n_got = scored_loss_sum(model, batch)
+    assert n_got == n_want == 5 + 5
+    assert float(got) == pytest.approx(float(want), rel=1e-6)

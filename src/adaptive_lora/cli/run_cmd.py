@@ -32,11 +32,17 @@ def validate_run_config(config: dict) -> dict:
     return cfg.to_dict()
 
 
+_BASE_EVALS: dict = {}  # step-0 evaluations shared by the runs of one sweep (see training.train)
+
+
 def train_run(config: dict, run_dir: Path) -> dict:
     from ..training import TrainConfig, train
 
-    cfg = TrainConfig.from_dict({**config, "output_dir": str(run_dir)})
-    return train(cfg, run_dir)
+    # Probes of data-driven strategies are cached beside the runs, so seeds and resumed sweeps
+    # reuse them; neither setting changes a run's result, so neither is part of its config hash.
+    cache = config.get("plan_cache") or str(run_dir.parent / "plans")
+    cfg = TrainConfig.from_dict({**config, "output_dir": str(run_dir), "plan_cache": cache})
+    return train(cfg, run_dir, base_eval_cache=_BASE_EVALS)
 
 
 def plan_sweep(sweep) -> list[tuple]:

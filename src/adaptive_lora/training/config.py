@@ -65,6 +65,22 @@ class TrainConfig:
     plan_file: Any = None
     """A saved plan (``plan.json``) to reuse instead of running the strategy."""
 
+    # ---- probes of the data-driven strategies (gradient_sensitivity, eva, adalora_derived)
+    probe_batches: int = 8
+    """gradient_sensitivity: batches of training data whose weight gradients are accumulated."""
+    probe_batch_size: Any = None
+    """Examples per probe batch; null = batch_size."""
+    eva_rho: float = 2.0
+    """eva: a module may get up to eva_rho x r (PEFT's rho)."""
+    eva_tau: float = 0.99
+    """eva: cosine-similarity threshold at which PEFT's incremental SVD counts as converged."""
+    eva_examples: int = 64
+    """eva: training examples the SVD cycles over (PEFT repeats them until convergence)."""
+    probe_steps: Any = None
+    """adalora_derived: optimizer steps of the AdaLoRA run; null = the run's own step count."""
+    plan_cache: Any = None
+    """Folder where probe results are kept and reused (a sweep sets <results>/plans)."""
+
     # ---- LoRA
     alpha_policy: str = "constant"
     """``constant`` (paper: alpha 32 for all ranks), ``proportional`` (alpha = alpha_ratio * r) or ``rslora``."""
@@ -147,6 +163,14 @@ class TrainConfig:
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
         for name in ("seed", "data_seed", "warmup_steps", "eval_every", "generate_samples", "max_new_tokens"):
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative integer")
+        need(_is_int(self.probe_batches) and self.probe_batches >= 1, "probe_batches", "a positive integer")
+        need(_is_int(self.eva_examples) and self.eva_examples >= 1, "eva_examples", "a positive integer")
+        need(_is_num(self.eva_rho) and self.eva_rho >= 1, "eva_rho", "a number >= 1")
+        need(_is_num(self.eva_tau) and 0 < self.eva_tau <= 1, "eva_tau", "a number in (0, 1]")
+        for name in ("probe_batch_size", "probe_steps"):
+            v = getattr(self, name)
+            need(v is None or (_is_int(v) and v >= 1), name, "null or a positive integer")
+        need(self.plan_cache is None or isinstance(self.plan_cache, str), "plan_cache", "null or a folder path")
         for name in ("max_train", "max_eval", "max_steps", "fault_nan_step"):
             v = getattr(self, name)
             need(v is None or (_is_int(v) and v >= 1), name, "null or a positive integer")

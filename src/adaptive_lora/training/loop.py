@@ -27,12 +27,13 @@ from ..adapters import AlphaPolicy, audit_model, wrap_model
 from ..data import PadCollator, length_grouped_batches, load_records, random_batches, split_records, tokenize_records
 from ..envinfo import cpu_supports_bf16, hardware, package_versions
 from ..evaluation import METRIC_DEFINITIONS, evaluate
-from ..evaluation.metrics import token_loss_sum
+from ..evaluation.metrics import scored_loss_sum
 from ..layout import layout_from_model, load_model, load_tokenizer
-from ..strategies import make_plan
+from ..strategies import get_strategy, make_plan
 from . import adalora as ada
 from .config import TrainConfig
 from .monitor import GradMonitor, grad_summary
+from .probe import probe_plan_params
 from .stabilizers import GradClipper, lr_lambda, param_groups, warmup_steps
 
 
@@ -83,8 +84,18 @@ def _build_batches(cfg, lengths, epoch):
     return random_batches(len(lengths), cfg.batch_size, cfg.seed, epoch)
 
 
-def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
+def _base_eval_key(cfg: TrainConfig, amp, world: int) -> str:
+    fields = ("model", "data", "data_seed", "eval_size", "max_eval", "max_length", "train_on",
+              "skip_bad_records", "eval_batch_size")
+    return _io.dumps({**{k: getattr(cfg, k) for k in fields}, "amp": str(amp), "world": world})
+
+
+def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dict | None = None) -> dict:
     """Run one training; write config, metrics, summary and adapter into ``out_dir``.
+
+    ``base_eval_cache`` (a dict kept by a sweep) reuses the step-0 evaluation between runs that
+    share model, eval split and precision: before training every LoRA plan computes exactly the
+    base model, so that number cannot differ between strategies or seeds.
 
     Returns the summary. Raises :class:`~adaptive_lora.errors.UserError` for bad input before
     training; a divergence is a result (status ``diverged``), not an exception.
@@ -139,6 +150,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     policy = AlphaPolicy(cfg.alpha_policy, cfg.lora_alpha, cfg.alpha_ratio)
+    probe_info = None
     if cfg.method == "adalora":
         from peft import get_peft_model
 
@@ -151,13 +163,19 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
         if cfg.plan_file:
             plan = load_plan_file(layout, cfg.plan_file)
         else:
-            plan = make_plan(layout, cfg.strategy, cfg.strategy_params(), targets=cfg.targets,
+            params = cfg.strategy_params()
+            if get_strategy(cfg.strategy).needs_data:
+                # Measure the base model on training batches first (or reuse a cached probe).
+                model.to(device)
+                params, probe_info = probe_plan_params(cfg, model, layout, train_ex, collate, device,
+                                                       _autocast_dtype(cfg, device), acc, out)
+            plan = make_plan(layout, cfg.strategy, params, targets=cfg.targets,
                              budget=cfg.budget, budget_like=cfg.budget_like)
         model = wrap_model(model, plan, policy, cfg.lora_dropout)  # audits ranks and scalings
         ranks = plan.adapted
         planned_params = plan.trainable_params
         if main:
-            _io.atomic_write_json(out / "plan.json", plan.to_dict())
+            _io.atomic_write_json(out / "plan.json", {**plan.to_dict(), "probe": probe_info})
     layers = {m.name: m.layer for m in layout.modules}
     model.to(device)
 
@@ -195,7 +213,14 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
             _io.append_jsonl(out / "metrics.jsonl", row)
 
     # ---- step 0: with B = 0 the wrapped model computes exactly the base model
-    base_eval = run_eval(0)
+    key = _base_eval_key(cfg, amp, world)
+    if base_eval_cache is not None and key in base_eval_cache:
+        base_eval = {**base_eval_cache[key], "cached": True}
+        log(base_eval)
+    else:
+        base_eval = run_eval(0)
+        if base_eval_cache is not None:
+            base_eval_cache[key] = {k: v for k, v in base_eval.items() if k != "cached"}
     setup_s = time.perf_counter() - t_setup
 
     status, diverged, error = "completed", None, None
@@ -229,8 +254,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
                     ctx = contextlib.nullcontext() if sync or world == 1 else acc.no_sync(model)
                     with ctx:
                         with torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                        loss_sum, _ = token_loss_sum(logits, batch["labels"])
+                            loss_sum, _ = scored_loss_sum(model, batch)
                         loss = loss_sum * (weight * world / max(step_scored, 1))
                         if cfg.method == "adalora" and sync:
                             loss = loss + acc.unwrap_model(model).peft_config["default"].orth_reg_weight * \
@@ -345,6 +369,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None) -> dict:
         "warmup_steps": warmup_steps(cfg, total_steps),
         "peak_memory_mb": _peak_memory_mb(device),
         "grad_norm": grad_summary(grad_norms),
+        "probe": probe_info,
         "plan": plan_d,
         "config": cfg.to_dict(),
         "versions": package_versions(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import _io
-from ..evaluation.metrics import token_loss_sum
+from ..evaluation.metrics import scored_loss_sum
 
 PROBE_VERSION = 1  # bump when a probe's definition changes, so old cache entries are not reused
 
@@ -78,8 +78,7 @@ def gradient_spectra(model, layout_sel, examples, collate, batch_size: int, n_ba
     for b in batches:
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in b]).items()}
         with torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, _ = token_loss_sum(logits, batch["labels"])
+            loss, _ = scored_loss_sum(model, batch)
         (loss / max(total_scored, 1)).backward()
     spectra = {}
     for name, w in weights.items():
@@ -121,3 +120,54 @@ def eva_ranks(model, layout_sel, examples, collate, batch_size: int, r: int, rho
             "time_s": time.perf_counter() - t0, "peak_memory_mb": _rss_mb(),
             "measure": "ranks from PEFT's EVA explained-variance redistribution of module inputs"}
     return ranks, info
+
+
+def probe_plan_params(cfg, model, layout, train_ex, collate, device, amp, accelerator, out_dir: Path):
+    """Run (or reuse from ``cfg.plan_cache``) the probe that ``cfg.strategy`` needs and return
+    the ``StrategyParams`` holding its result, plus the probe's cost for the summary."""
+    from dataclasses import replace
+
+    params = cfg.strategy_params()
+    sel = layout.select(cfg.targets)
+    bs = cfg.probe_batch_size or cfg.batch_size
+    if cfg.strategy == "gradient_sensitivity":
+        key = probe_key(cfg, "grad", {"batches": cfg.probe_batches, "bs": bs, "r_max": cfg.r_max,
+                                      "amp": str(amp)})
+        spectra, info = cached(cfg.plan_cache, key, lambda: gradient_spectra(
+            model, sel, train_ex, collate, bs, cfg.probe_batches, cfg.data_seed, device, amp, cfg.r_max))
+        extra = {"spectra": spectra}
+    elif cfg.strategy == "eva":
+        key = probe_key(cfg, "eva", {"r": cfg.r, "rho": cfg.eva_rho, "tau": cfg.eva_tau,
+                                     "n": cfg.eva_examples, "bs": bs})
+        ranks, info = cached(cfg.plan_cache, key, lambda: eva_ranks(
+            model, sel, train_ex, collate, bs, cfg.r, cfg.eva_rho, cfg.eva_tau, cfg.data_seed, device,
+            cfg.eva_examples))
+        extra = {"ranks": ranks}
+    elif cfg.strategy == "adalora_derived":
+        steps = cfg.probe_steps
+
+        def run_adalora():
+            from .loop import train
+
+            t0 = time.perf_counter()
+            # AdaLoRA starts at adalora_init_r and prunes towards an average of r; its schedule is
+            # what we borrow, so the probe run trains with data_seed as its seed.
+            probe_cfg = replace(cfg, method="adalora", adalora_target_r=cfg.r,
+                                adalora_init_r=max(cfg.adalora_init_r, int(round(1.5 * cfg.r))),
+                                max_steps=steps, eval_every=0, generate_samples=0, seed=cfg.data_seed,
+                                output_dir=str(out_dir / "probe"), progress=False, strategy="uniform",
+                                run_id=f"{cfg.run_id or 'run'}-probe", budget=None, budget_like=None)
+            summary = train(probe_cfg, out_dir / "probe", accelerator=accelerator)
+            ranks = {m["name"]: m["rank"] for m in summary["plan"]["modules"]}
+            return ranks, {"probe": "adalora", "steps": summary["optimizer_steps"],
+                           "time_s": time.perf_counter() - t0, "peak_memory_mb": _rss_mb(),
+                           "measure": "final per-module ranks of a short AdaLoRA run"}
+
+        key = probe_key(cfg, "adalora", {"r": cfg.r, "steps": steps, "init_r": cfg.adalora_init_r,
+                                         "epochs": cfg.epochs, "bs": cfg.batch_size, "acc": cfg.grad_accum,
+                                         "lr": cfg.lr})
+        ranks, info = cached(cfg.plan_cache, key, run_adalora)
+        extra = {"ranks": ranks}
+    else:  # pragma: no cover - registry and this dispatch are kept in step by the tests
+        raise AssertionError(f"no probe for {cfg.strategy}")
+    return replace(params, extra=extra), info
