@@ -48,7 +48,7 @@ def train_run(config: dict, run_dir: Path) -> dict:
 def plan_sweep(sweep) -> list[tuple]:
     """(spec, plan) for every run, from each model's config alone (meta device, no weights)."""
     from ..layout import discover_layout, load_config
-    from ..strategies import make_plan
+    from ..strategies import get_strategy, make_plan
     from ..training import TrainConfig
 
     layouts: dict = {}
@@ -57,8 +57,8 @@ def plan_sweep(sweep) -> list[tuple]:
         cfg = TrainConfig.from_dict(spec.config)
         if cfg.model not in layouts:
             layouts[cfg.model] = discover_layout(load_config(cfg.model))
-        if cfg.method == "adalora":
-            out.append((spec, None))
+        if cfg.method == "adalora" or get_strategy(cfg.strategy).needs_data:
+            out.append((spec, None))  # ranks are decided during the run (AdaLoRA, or a probe)
             continue
         plan = make_plan(layouts[cfg.model], cfg.strategy, cfg.strategy_params(), targets=cfg.targets,
                          budget=cfg.budget, budget_like=cfg.budget_like)
@@ -71,7 +71,8 @@ def dry_run(sweep) -> int:
     print(f"{'run':<36} {'strategy':<18} {'planned params':>15} {'efficiency %':>13} {'mean rank':>10}")
     for spec, plan in plan_sweep(sweep):
         if plan is None:
-            print(f"{spec.run_id:<36} {'adalora':<18} {'(set by training)':>15}")
+            name = spec.config.get("strategy") if spec.config.get("method") != "adalora" else "adalora"
+            print(f"{spec.run_id:<36} {name:<18} {'(set in the run)':>15}")
             continue
         print(f"{spec.run_id:<36} {plan.strategy:<18} {plan.trainable_params:>15,} {plan.efficiency_pct:>13.3f} "
               f"{plan.mean_rank:>10.2f}")

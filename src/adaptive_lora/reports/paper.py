@@ -9,44 +9,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
 from .collect import finite
 from .table import Row, fmt_number, fmt_stat, md_escape
 
-NAN = float("nan")
 PAPER_MODEL = "DialoGPT-medium"
 PARAMS_DECIMALS = 1  # the paper's "Parameters (M)" column: 3.1, 6.3, ...
 PARAMS_HALF_STEP = 0.5 * 10**-PARAMS_DECIMALS
 
 
-@dataclass(frozen=True)
-class PaperRow:
-    """One row of the paper's Table 1 (NaN where the paper printed NaN: the run diverged)."""
-
-    label: str  # as printed
-    group: str  # our canonical group name
-    strategy: str  # our strategy name
-    rank: int | None  # the uniform rank of a baseline
-    eval_loss: float
-    perplexity: float
-    params_m: float
-    efficiency_pct: float
-    train_time_s: float
-
-    @property
-    def diverged(self) -> bool:
-        return math.isnan(self.eval_loss)
-
-
-PAPER_TABLE1: tuple[PaperRow, ...] = (
-    PaperRow("Baseline Rank 8", "uniform-r8", "uniform", 8, 5.31, 203.3, 3.1, 0.9, 87.5),
-    PaperRow("Baseline Rank 16", "uniform-r16", "uniform", 16, 4.90, 134.0, 6.3, 1.7, 81.8),
-    PaperRow("Linear Decay", "linear_decay", "linear_decay", None, 5.11, 165.1, 6.3, 1.7, 83.5),
-    PaperRow("Attention-Heavy", "attention_heavy", "attention_heavy", None, NAN, NAN, 5.1, 1.4, 90.2),
-    PaperRow("Empirical", "empirical", "empirical", None, NAN, NAN, 3.5, 1.0, 88.8),
-)
+from ..paper_table import NAN, PAPER_TABLE1, PaperRow  # noqa: E402,F401  (one copy of Table 1)
 
 # Spellings of strategy names a summary may carry, onto the names above.
 _STRATEGY_ALIASES = {

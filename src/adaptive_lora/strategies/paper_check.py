@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..paper_table import PAPER_GEOMETRY, PAPER_TABLE1, PAPER_TARGETS, paper_key
+from ..paper_table import PAPER_GEOMETRY, PAPER_TARGETS, paper_row
 
 
 def is_paper_geometry(plan) -> bool:
@@ -20,10 +20,10 @@ def paper_notes(plan) -> list[str]:
     """Notes for a plan on DialoGPT-medium with the paper's targets and default parameters."""
     if not is_paper_geometry(plan) or plan.budget_target is not None:
         return []
-    key = paper_key(plan.strategy, plan.params.r)
-    if key is None:
+    row = paper_row(plan.strategy, plan.params.r)
+    if row is None:
         return []
-    label, _, _, claimed_m, claimed_eff, _ = PAPER_TABLE1[key]
+    label, claimed_m, claimed_eff = row.label, row.params_m, row.efficiency_pct
     ours_m = plan.trainable_params / 1e6
     if round(ours_m, 1) == claimed_m:
         return [f"matches the paper's Table 1 row '{label}': {claimed_m}M ({claimed_eff}%); computed "
@@ -31,6 +31,6 @@ def paper_notes(plan) -> list[str]:
     note = (f"the paper's Table 1 row '{label}' claims {claimed_m}M parameters ({claimed_eff}%); its own formula "
             f"gives {plan.trainable_params:,} ({ours_m:.2f}M, {plan.efficiency_pct:.3f} %, mean rank "
             f"{plan.mean_rank:.2f}) with the paper's defaults (r_base 16, r_min 4, r_max 32, floor).")
-    if key == "linear_decay":
+    if row.strategy == "linear_decay":
         note += " Its claimed 6.3M is the count of uniform rank 16, which ranks 16 down to 4 cannot reach."
     return [note]
