@@ -268,7 +268,8 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
                     _poison_one_gradient(monitor)
                 stats = monitor.measure()
                 if not math.isfinite(step_loss):
-                    raise Diverged(step, "loss", "non-finite loss")
+                    # Name the first module whose gradient is non-finite too, when one is.
+                    raise Diverged(step, stats.first_bad_module or "loss", "non-finite loss")
                 if stats.first_bad_module:
                     raise Diverged(step, stats.first_bad_module, "non-finite gradient")
                 factor, threshold = clipper.scale(stats.global_norm)
