@@ -62,6 +62,11 @@ def render_overview(runs: Sequence[RunResult], rows: Sequence[Row], source: str)
     unfinished = [r.run_id for r in runs if r.status == INCOMPLETE]
     if unfinished:
         text += " Incomplete (no summary.json yet): " + ", ".join(f"`{md_escape(x)}`" for x in unfinished) + "."
+    # The yardstick: the base model's eval loss (step 0), the same for every plan on one split.
+    base = sorted({round(x, 4) for x in (finite(r.get("base_eval_loss")) for r in runs) if x is not None})
+    if base:
+        shown = f"{base[0]:.3f}" if len(base) == 1 else f"{base[0]:.3f} to {base[-1]:.3f} (several eval splits)"
+        text += f" Base model (step 0, before training) eval loss: {shown}."
     return text
 
 
