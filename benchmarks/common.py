@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
-from importlib import metadata
 from pathlib import Path
+
+from adaptive_lora._io import atomic_write_json
+from adaptive_lora.envinfo import hardware, package_versions
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -38,7 +39,6 @@ WORKLOAD = {
     "lr_schedule": "constant",
 }
 
-PACKAGES = ("adaptive-lora", "torch", "transformers", "peft", "accelerate", "numpy")
 
 
 def model_folder() -> str:
@@ -144,44 +144,9 @@ def count_matmul_params(folder: str, targets: list[str], r: int) -> dict:
     return {"base_matmul_params": base, "lora_params": lora, "adapted_modules": adapted}
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def hardware() -> dict:
-    """CPU name and bf16 support, core count and torch's thread count."""
-    info = {"machine": platform.machine(), "cpu_count": os.cpu_count()}
-    flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            text = f.read()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        flags = text
-    except OSError:
-        info["cpu"] = platform.processor() or platform.machine()
-    info["cpu_bf16"] = "avx512_bf16" in flags or "amx_bf16" in flags
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return info
+# Versions, hardware and atomic writes: the same helpers every result file of the tool uses.
+versions = package_versions
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a result."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, data)

@@ -548,3 +548,32 @@ def test_scored_logits_only_equal_full_loss(family):
         got, n_got = scored_loss_sum(model, batch)
     assert n_got == n_want == 5 + 5
     assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- options not covered above
+
+
+def test_eval_every_samples_train_on_all_and_plan_reuse(train_env, tmp_path):
+    """eval_every adds eval lines, generate_samples writes samples.jsonl, train_on=all scores
+    prompt tokens too, and plan_file reuses an earlier run's plan exactly."""
+    cfg = train_config(train_env, "llama", strategy="linear_decay", r_base=8, r_min=2, epochs=2,
+                       eval_every=2, generate_samples=2, max_new_tokens=4)
+    s = train(TrainConfig.from_dict(cfg), tmp_path / "a")
+    evals = [r["step"] for r in read_metrics(tmp_path / "a") if r["type"] == "eval"]
+    assert evals[0] == 0 and evals[-1] == s["optimizer_steps"] and 2 in evals
+    samples = [json.loads(x) for x in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 and {"instruction", "reference", "generated"} <= set(samples[0])
+
+    reused = train(TrainConfig.from_dict(train_config(train_env, "llama", strategy="uniform", r=1,
+                                                      plan_file=str(tmp_path / "a" / "plan.json"))),
+                   tmp_path / "b")
+    assert [m["rank"] for m in reused["plan"]["modules"]] == [m["rank"] for m in s["plan"]["modules"]]
+
+    everything = train(TrainConfig.from_dict(train_config(train_env, "llama", train_on="all", max_steps=1)),
+                       tmp_path / "c")
+    assert everything["eval_tokens"] > s["eval_tokens"]  # prompt tokens are scored too
+
+
+def test_loss_spike_marks_divergence(train_env, tmp_path):
+    s = train(TrainConfig.from_dict(train_config(train_env, "gpt2", loss_spike=0.01, max_steps=3)), tmp_path / "r")
+    assert s["status"] == "diverged" and s["diverged_step"] == 1 and "loss_spike" in s["diverged_reason"]
