@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from adaptive_lora._io import atomic_write_json
-from adaptive_lora.envinfo import hardware, package_versions
+from adaptive_lora.envinfo import hardware, package_versions  # noqa: F401 - hardware is re-exported
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

@@ -19,7 +19,7 @@ PARAMS_DECIMALS = 1  # the paper's "Parameters (M)" column: 3.1, 6.3, ...
 PARAMS_HALF_STEP = 0.5 * 10**-PARAMS_DECIMALS
 
 
-from ..paper_table import NAN, PAPER_TABLE1, PaperRow  # noqa: E402,F401  (one copy of Table 1)
+from ..paper_table import PAPER_TABLE1, PaperRow  # noqa: E402,F401  (one copy of Table 1)
 
 # Spellings of strategy names a summary may carry, onto the names above.
 _STRATEGY_ALIASES = {
