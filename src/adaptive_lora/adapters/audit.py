@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..layout.discover import plain_name
 from .lora_config import AlphaPolicy, expected_scaling
 
 
@@ -31,13 +32,6 @@ class AuditReport:
         return sum(m["params"] for m in self.modules.values())
 
 
-def _strip(name: str) -> str:
-    for prefix in ("base_model.model.", "base_model."):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
-
-
 def realised_ranks(model, adapter: str = "default") -> dict:
     """{module_name: {"rank", "scaling", "params"}} for every LoRA layer in ``model``."""
     from peft.tuners.lora import LoraLayer
@@ -48,7 +42,7 @@ def realised_ranks(model, adapter: str = "default") -> dict:
             r = int(module.r[adapter])
             params = sum(p.numel() for p in module.lora_A[adapter].parameters())
             params += sum(p.numel() for p in module.lora_B[adapter].parameters())
-            out[_strip(name)] = {"rank": r, "scaling": float(module.scaling[adapter]), "params": int(params)}
+            out[plain_name(name)] = {"rank": r, "scaling": float(module.scaling[adapter]), "params": int(params)}
     return out
 
 

@@ -21,13 +21,12 @@ import json
 import math
 import os
 import random
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlparse
 
+from .._hub import env_offline, hub_reachable
 from ..errors import UserError
 
 DEFAULT_SOURCE = "default"
@@ -38,7 +37,6 @@ _OFFLINE_HINT = (
     "use `data: default` for the embedded data set, or a local Alpaca-format JSON/JSONL path"
 )
 _SKIP_HINT = "(set skip_bad_records: true to skip such records)"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -197,33 +195,10 @@ def _parse_jsonl(text: str, name: str) -> list[tuple[int, object, str]]:
 
 def _env_offline() -> bool:
     """Whether the environment asks for offline mode (read now, not at import time)."""
-    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-    return any(os.environ.get(n, "").strip().lower() in _TRUE for n in names)
+    return env_offline("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A TCP connect to the hub endpoint (or the HTTPS proxy, when one is set).
-
-    ``datasets`` retries an unreachable hub for ~25 s before it gives up; a 3 s connect tells us
-    the same thing quickly. The host comes from ``huggingface_hub`` so ``HF_ENDPOINT`` (a mirror)
-    is honoured.
-    """
-    try:
-        from huggingface_hub import constants
-
-        target = urlparse(constants.ENDPOINT)
-        proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
-        if proxy:
-            # Behind a proxy the endpoint itself is often not directly reachable; the proxy is.
-            target = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        host = target.hostname
-        port = target.port or (80 if target.scheme == "http" else 443)
-        if not host:
-            return False
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except (OSError, ImportError, ValueError):
-        return False
+_hub_reachable = hub_reachable  # module-level name, so tests can stand in for the network
 
 
 @contextmanager

@@ -129,12 +129,24 @@ def _shape(module) -> tuple[int, int] | None:
     return None
 
 
+_WRAPPER_PREFIXES = ("module.", "base_model.model.", "base_model.")
+
+
+def plain_name(name: str) -> str:
+    """A module or parameter name as the plain model spells it.
+
+    DDP wraps a model as ``module.<name>`` and PEFT as ``base_model.model.<name>``; plans, audits
+    and logs all key modules by the plain name, so every wrapped name goes through here.
+    """
+    for prefix in _WRAPPER_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name
+
+
 def layout_from_model(model, model_type: str | None = None) -> Layout:
     """Map an instantiated model (meta or real) onto a known family."""
-    named = [(n, m) for n, m in model.named_modules()]
-    # PEFT wraps the model as base_model.model.<name>; strip that so names match plain models.
-    prefix = "base_model.model."
-    named = [(n[len(prefix):] if n.startswith(prefix) else n, m) for n, m in named]
+    named = [(plain_name(n), m) for n, m in model.named_modules()]
     model_type = model_type or getattr(getattr(model, "config", None), "model_type", "unknown")
     for fam in FAMILIES:
         block = re.compile(fam.block_prefix)

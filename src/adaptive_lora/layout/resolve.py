@@ -12,12 +12,11 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
+from .._hub import env_offline, hub_reachable
 from ..errors import UserError
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -99,21 +98,6 @@ def resolve_model(spec: str) -> ResolvedModel:
     return ResolvedModel(spec, "hub", spec)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Fail fast when the hub cannot be reached, instead of transformers' ~25 s of retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        return False
-    try:
-        from huggingface_hub import constants
-
-        host = urlparse(constants.ENDPOINT).hostname or ""
-        port = urlparse(constants.ENDPOINT).port or 443
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except (OSError, ImportError, ValueError):
-        return False
-
-
 def _hub_error(spec: str) -> UserError:
     return UserError(f"cannot reach the model hub for '{spec}' and it is not in the local cache: {_OFFLINE_HINT}")
 
@@ -124,7 +108,7 @@ def _hub_call(spec: str, fn, *args, **kwargs):
         return fn(*args, local_files_only=True, **kwargs)
     except (OSError, ValueError):
         pass
-    if not _hub_reachable():
+    if env_offline("HF_HUB_OFFLINE") or not hub_reachable():
         raise _hub_error(spec)
     try:
         return fn(*args, **kwargs)

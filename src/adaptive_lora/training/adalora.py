@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
+from ..layout.discover import plain_name
 
 
 def adalora_config(cfg, layout_sel, total_steps: int):
@@ -58,11 +59,7 @@ def realised_adalora_ranks(model, layout_sel, adapter: str = "default") -> dict:
     out = {}
     for name, module in model.named_modules():
         if isinstance(module, AdaLoraLayer) and adapter in module.lora_E:
-            clean = name
-            for prefix in ("base_model.model.", "module.base_model.model."):
-                if clean.startswith(prefix):
-                    clean = clean[len(prefix):]
-            out[clean] = int((module.lora_E[adapter].detach() != 0).sum())
+            out[plain_name(name)] = int((module.lora_E[adapter].detach() != 0).sum())
     return out
 
 

@@ -150,6 +150,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     policy = AlphaPolicy(cfg.alpha_policy, cfg.lora_alpha, cfg.alpha_ratio)
+    amp = _autocast_dtype(cfg, device)
     probe_info = None
     if cfg.method == "adalora":
         from peft import get_peft_model
@@ -167,8 +168,8 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
             if get_strategy(cfg.strategy).needs_data:
                 # Measure the base model on training batches first (or reuse a cached probe).
                 model.to(device)
-                params, probe_info = probe_plan_params(cfg, model, layout, train_ex, collate, device,
-                                                       _autocast_dtype(cfg, device), acc, out)
+                params, probe_info = probe_plan_params(cfg, model, layout, train_ex, collate, device, amp,
+                                                       acc, out)
             plan = make_plan(layout, cfg.strategy, params, targets=cfg.targets,
                              budget=cfg.budget, budget_like=cfg.budget_like)
         model = wrap_model(model, plan, policy, cfg.lora_dropout)  # audits ranks and scalings
@@ -191,7 +192,6 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
     model, optimizer = acc.prepare(model, optimizer)
     monitor = GradMonitor(acc.unwrap_model(model), layers)
     clipper = GradClipper(cfg.clip, cfg.clip_norm, cfg.clip_factor, cfg.clip_beta)
-    amp = _autocast_dtype(cfg, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     def reduce_sum(*vals):
@@ -223,7 +223,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
             base_eval_cache[key] = {k: v for k, v in base_eval.items() if k != "cached"}
     setup_s = time.perf_counter() - t_setup
 
-    status, diverged, error = "completed", None, None
+    status, diverged = "completed", None
     step, train_time, tokens_seen, examples_seen = 0, 0.0, 0, 0
     grad_norms: list[float] = []
     last_eval = base_eval
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, out_dir=None, accelerator=None, base_eval_cache: dic
         "diverged_step": diverged.step if diverged else None,
         "diverged_module": diverged.where if diverged else None,
         "diverged_reason": diverged.what if diverged else None,
-        "error": error,
+        "error": None,  # a failed run gets its summary from the caller (train_cmd / the sweep runner)
         "eval_loss": final_eval["eval_loss"] if final_eval else None,
         "perplexity": final_eval["perplexity"] if final_eval else None,
         "eval_tokens": base_eval["eval_tokens"],

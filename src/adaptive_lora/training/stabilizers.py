@@ -10,21 +10,15 @@
 from __future__ import annotations
 
 import math
-import re
 
-_LAYER = re.compile(r"\.(?:h|layers)\.(\d+)\.")
-
+from ..layout.discover import plain_name
 
 def module_of(param_name: str) -> tuple[str, str] | None:
     """``...q_proj.lora_A.default.weight`` -> (``model.layers.0.self_attn.q_proj``, ``A``)."""
     for part in ("lora_A", "lora_B"):
         key = f".{part}."
         if key in param_name:
-            name = param_name.split(key)[0]
-            for prefix in ("base_model.model.", "module.base_model.model."):
-                if name.startswith(prefix):
-                    name = name[len(prefix):]
-            return name, part[-1]
+            return plain_name(param_name.split(key)[0]), part[-1]
     return None
 
 
