@@ -107,7 +107,7 @@ def _tokens(text: str, task: str, name: str) -> Iterator[tuple[str, str, str]]:
         level, title = len(match.group(1)), match.group(2) or ""
         if level == 1:
             yield "title", line, where
-        elif level == 2 and title in HANDWRITTEN_TASKS + GENERATED_TASKS:
+        elif level == 2 and title in HANDWRITTEN_TASKS:
             if title != task:
                 raise UserError(f"{where}: a `## {title}` record belongs in {title}.md, not here; move it")
             yield "record", title, where
@@ -148,7 +148,7 @@ def parse_source(text: str, task: str, name: str) -> list[Entry]:
 
 
 def _record(sections: list[tuple[str, list[str], str]], task: str, where: str) -> dict[str, str]:
-    """One record from its sections; refuses what the old text blocks refused too."""
+    """One record from its sections, or a UserError that names the section to fix."""
     texts: dict[str, str] = {}
     for key, lines, at in sections:
         if key in texts:
