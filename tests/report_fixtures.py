@@ -70,6 +70,9 @@ def make_run(
     model: str = "microsoft/DialoGPT-medium",
     metrics: bool = True,
     run_id: str | None = None,
+    alpha_policy: str = "constant",
+    lora_alpha: float = 32.0,
+    forgetting_delta: float | None = None,
 ) -> Path:
     """Write ``root/<run_id>/summary.json`` and ``metrics.jsonl`` as a finished run would."""
     run_id = run_id or f"{group}-seed{seed}"
@@ -106,12 +109,15 @@ def make_run(
         "optimizer_steps": last, "peak_memory_mb": 1234.0,
         "grad_norm": {"mean": 0.5, "max": 1.6, "p50": 0.4, "p95": 1.2, "last": 0.2},
         "plan": plan,
-        "config": {"model": model, "r": r, "strategy": strategy, "seed": seed},
+        "config": {"model": model, "r": r, "strategy": strategy, "seed": seed,
+                   "alpha_policy": alpha_policy, "lora_alpha": lora_alpha},
         "versions": {"python": "3.11.7", "torch": "2.5.1", "transformers": "4.56.0", "peft": "0.17.0"},
         "hardware": {"cpu": "Test CPU", "cpu_count": 2, "gpus": []},
         "metric_definitions": {"eval loss": "token-weighted mean cross-entropy over scored tokens.",
                                "perplexity": "exp(eval loss)."},
     }
+    if forgetting_delta is not None:  # training records it only when it measures forgetting
+        summary["forgetting_delta"] = forgetting_delta
     atomic_write_json(run_dir / "summary.json", summary)
     return run_dir
 

@@ -32,7 +32,7 @@ def md_row(md: str, strategy: str) -> list[str]:
     """Cells of the Table 1 line whose Strategy cell is ``strategy`` (the first such line)."""
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if cells and cells[0] == strategy and len(cells) == 8:
+        if cells and cells[0] == strategy and len(cells) == 9:
             return cells
     raise AssertionError(f"no table row for {strategy}")
 
@@ -66,7 +66,7 @@ def test_report_writes_table_csv_and_every_figure(mixed):
     md = paths.results_md.read_text()
     for f in FIGURES:
         assert f"](figures/{f.name})" in md
-    assert "| Strategy | Eval Loss | Perplexity | Parameters (M) | Efficiency (%) | Training Time (s) | n | Status |" in md
+    assert "| Strategy | Eval Loss | Perplexity | Parameters (M) | Efficiency (%) | Training Time (s) | n | Status | Verdict (eval loss) |" in md
 
 
 def test_mean_and_sample_std_to_printed_precision(mixed):
@@ -157,7 +157,7 @@ def test_pareto_front_pure_function():
 @pytest.fixture
 def no_figures(monkeypatch):
     """The paper tests read results.md only: skip drawing to keep them fast."""
-    monkeypatch.setattr("adaptive_lora.reports.report.write_figures", lambda runs, rows, out: [])
+    monkeypatch.setattr("adaptive_lora.reports.report.write_figures", lambda runs, rows, out, comparisons=None: [])
 
 
 def test_paper_section_only_with_compare_flag(tmp_path, no_figures):

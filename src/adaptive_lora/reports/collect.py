@@ -20,6 +20,7 @@ from ..errors import UserError
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 SWEEP = "sweep.json"
+PLAN = "plan.json"
 
 # Files a run folder can hold before it finishes; a subfolder with none of them (e.g. the
 # report's own ``figures/``) is not a run unless sweep.json names it.
@@ -141,6 +142,19 @@ def read_run(path: Path, run_id: str | None = None, hints: dict | None = None) -
         problem=problem,
         hints=dict(hints or {}),
     )
+
+
+def run_plan(run: RunResult) -> dict | None:
+    """The run's plan ``{"modules": [{"name", "rank", ...}]}``: summary.json's ``plan``, else the
+    run folder's ``plan.json`` (written before training, so an unfinished run has one too)."""
+    plan = run.get("plan")
+    if isinstance(plan, dict) and isinstance(plan.get("modules"), list):
+        return plan
+    try:
+        plan = read_json(run.path / PLAN)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and isinstance(plan.get("modules"), list) else None
 
 
 def read_sweep(results_dir: Path) -> dict:

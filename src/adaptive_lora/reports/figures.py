@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .collect import RunResult, finite
+from .compare import paired_comparisons
 from .table import Row, budget_sections, pareto_front
 
 FIG_DIR = "figures"
@@ -48,7 +49,13 @@ FIGURES = (
                "Planned LoRA rank per layer: mean over attention modules and over MLP modules."),
     FigureSpec("params_vs_perplexity.png", "Parameters vs perplexity",
                "Trainable parameters against perplexity (mean ± std of completed seeds); the line "
-               "joins the Pareto front (lower is better on both)."),
+               "joins the Pareto front of the means (lower is better on both). A lower mean is not "
+               "a detectable difference: see Paired comparisons."),
+    FigureSpec("paired_diff.png", "Paired differences from the reference",
+               "Each row's mean paired difference from the reference row of its budget (row − "
+               "reference, per seed) with its 95 % CI; one panel per budget, a line at 0. Green: "
+               "better, red: worse than the reference (Holm p < 0.05 and CI excluding 0); grey: no "
+               "detectable difference; a hollow point: one seed, no interval."),
 )
 
 
@@ -331,20 +338,77 @@ def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_figures(runs: Sequence[RunResult], rows: Sequence[Row], out_dir) -> list[Path]:
+def _verdict_color(verdict: str) -> str:
+    if verdict.startswith("better"):
+        return "tab:green"
+    return "tab:red" if verdict.startswith("worse") else "0.45"
+
+
+def _forest_panel(ax, comps: Sequence[dict]) -> None:
+    """One horizontal line per comparison, top to bottom in table order, and a line at 0."""
+    ax.axvline(0.0, color="k", lw=1.0)
+    for y, c in enumerate(reversed(comps)):
+        color = _verdict_color(c["verdict"])
+        if c["mean_diff"] is None:
+            ax.text(0.0, y, " no paired seed", va="center", fontsize=8, color="0.4")
+            continue
+        if c["ci_low"] is not None and math.isfinite(c["ci_low"]) and math.isfinite(c["ci_high"]):
+            ax.plot([c["ci_low"], c["ci_high"]], [y, y], color=color, lw=2.0)
+        hollow = c["ci_low"] is None
+        ax.plot(c["mean_diff"], y, "o", color=color, mfc="white" if hollow else color, ms=7, mew=1.5)
+    ax.set_yticks(range(len(comps)))
+    ax.set_yticklabels([f"{c['group']} (n={c['n_pairs']})" for c in reversed(comps)], fontsize=8)
+    ax.set_ylim(-0.7, len(comps) - 0.3)
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def plot_paired_diff(rows: Sequence[Row], comparisons: Sequence[dict], path: Path) -> Path:
+    """Forest plot: a row of panels per compared metric, a column per budget."""
+    metrics = list(dict.fromkeys(c["metric"] for c in comparisons))
+    budgets = [b for b, _ in budget_sections(rows) if any(c["budget_label"] == b for c in comparisons)]
+    nrows, ncols = max(len(metrics), 1), max(len(budgets), 1)
+    tallest = max((sum(c["metric"] == m and c["budget_label"] == b for c in comparisons)
+                   for m in metrics for b in budgets), default=1)
+    fig = Figure(figsize=(min(5.5 * ncols + 1.5, 18), (0.45 * tallest + 1.5) * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    for i, metric in enumerate(metrics):
+        for j, budget in enumerate(budgets):
+            comps = [c for c in comparisons if c["metric"] == metric and c["budget_label"] == budget]
+            if not comps:
+                continue
+            ax = axes[i][j]
+            ax.set_visible(True)
+            _forest_panel(ax, comps)
+            where = f"budget {budget}, " if budget is not None else ""
+            ax.set_title(f"{comps[0]['metric_label']}: {where}vs {comps[0]['reference']}", fontsize=9)
+            ax.set_xlabel(f"{comps[0]['metric_label']} difference (row − reference; < 0 is lower)")
+    if not comparisons:
+        axes[0][0].set_visible(True)
+        _empty(axes[0][0], "no paired comparison: no row has a reference row in its budget")
+    fig.suptitle("Paired differences from the reference (95 % CI)")
+    return _save(fig, path)
+
+
+def write_figures(runs: Sequence[RunResult], rows: Sequence[Row], out_dir, comparisons: Sequence[dict] | None = None) -> list[Path]:
     """Draw every figure into ``out_dir/figures/``; returns the paths written.
 
     The figures draw the runs the rows hold (``aggregate(runs)`` puts every run in one row);
     ``runs`` is part of the signature for symmetry with the other writers. A figure that fails to draw is skipped with a warning so that the table and
-    the other figures still get written.
+    the other figures still get written. ``comparisons`` (from ``compare.paired_comparisons``)
+    feed the forest plot; by default they are computed with the default reference.
     """
     fig_dir = Path(out_dir) / FIG_DIR
+    if comparisons is None:
+        comparisons = paired_comparisons(rows)
     jobs = {
         "train_loss.png": lambda p: plot_curves(rows, p, "train", "loss", "training loss", "Training loss"),
         "eval_loss.png": lambda p: plot_curves(rows, p, "eval", "eval_loss", "eval loss", "Eval loss (step 0 = base model)"),
         "grad_norm.png": lambda p: plot_curves(rows, p, "train", "grad_norm", "global gradient norm", "Gradient norm", log="log"),
         "ranks.png": lambda p: plot_ranks(rows, p),
         "params_vs_perplexity.png": lambda p: plot_pareto(rows, p),
+        "paired_diff.png": lambda p: plot_paired_diff(rows, comparisons, p),
     }
     written = []
     for spec in FIGURES:

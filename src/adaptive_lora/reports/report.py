@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Sequence
 
 from .collect import INCOMPLETE, UNREADABLE, RunResult, collect_runs, finite, read_sweep
+from .compare import comparison_settings, paired_comparisons
+from .confounds import render_confounds
 from .figures import FIG_DIR, FIGURES, pareto_points, write_figures
+from .html import write_html_report
 from .paper import render_paper_section
 from .table import Row, aggregate, fmt_number, md_escape, pareto_front, write_table
+from .verdicts import STATS_DEFINITIONS, render_comparisons_section
 
 # docs/ARCHITECTURE.md's wording, used when no summary carries its own ``metric_definitions``.
 DEFAULT_METRIC_DEFINITIONS = {
@@ -131,7 +135,8 @@ def _pareto_caption(rows: Sequence[Row]) -> str:
     text = ""
     if front:
         items = [f"{_name(kept[i])} ({points[i][0]:.3f}M, perplexity {points[i][1]:.1f})" for i in front]
-        text += " Pareto front: " + ", ".join(items) + "."
+        # The front is drawn from means: it says nothing about detectable differences.
+        text += " Pareto front of the means: " + ", ".join(items) + "."
     if omitted:
         text += " Not shown (no completed run): " + ", ".join(
             f"{_name(r)} ({md_escape(r.status)})" for r in omitted
@@ -161,15 +166,20 @@ def _first(runs: Sequence[RunResult], key: str):
     return None
 
 
+def _definition_lines(defs: dict) -> str:
+    return "\n".join(f"- **{md_escape(k)}**: {' '.join(str(v).split())}" for k, v in defs.items())
+
+
 def render_definitions(runs: Sequence[RunResult]) -> str:
+    """The runs' own metric definitions, then the paired test behind every verdict."""
     defs = _first(runs, "metric_definitions") or DEFAULT_METRIC_DEFINITIONS
     if isinstance(defs, dict):
-        body = "\n".join(f"- **{md_escape(k)}**: {' '.join(str(v).split())}" for k, v in defs.items())
+        body = _definition_lines(defs)
     elif isinstance(defs, list):
         body = "\n".join(f"- {' '.join(str(v).split())}" for v in defs)
     else:
         body = str(defs).strip()
-    return "## Metric definitions\n\n" + body
+    return "## Metric definitions\n\n" + body + "\n\nPaired comparisons:\n\n" + _definition_lines(STATS_DEFINITIONS)
 
 
 def _flat(value) -> str:
@@ -203,22 +213,28 @@ def render_environment(runs: Sequence[RunResult]) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def write_report(results_dir, out_dir=None) -> ReportPaths:
+def write_report(results_dir, out_dir=None, *, reference: str | None = None, delta: float | None = None) -> ReportPaths:
     """Write ``results.md``, ``results.csv`` and ``figures/`` for the runs under ``results_dir``.
 
-    ``out_dir`` defaults to ``results_dir``. Raises UserError when the folder is missing or has
-    no run; a bad single run folder only shows up in the report.
+    ``out_dir`` defaults to ``results_dir``. ``reference`` (a run name or strategy) and ``delta``
+    (the eval-loss difference the seeds-needed figure is for) default to the sweep's
+    ``reference`` / ``delta``, else ``uniform`` and 0.01. Raises UserError when the folder is
+    missing or has no run, or a setting is invalid; a bad single run folder only shows up in
+    the report.
     """
     results_dir = Path(results_dir)
     runs = collect_runs(results_dir)
     rows = aggregate(runs)
+    sweep = read_sweep(results_dir)
+    reference, delta = comparison_settings(sweep, reference, delta)
+    comparisons = paired_comparisons(rows, reference, delta=delta)
     out = Path(out_dir) if out_dir is not None else results_dir
     out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(runs, rows, out)
+    figures = write_figures(runs, rows, out, comparisons=comparisons)
 
-    sweep = read_sweep(results_dir)
     name = sweep.get("name") if isinstance(sweep.get("name"), str) else None
-    sections = [render_figures_section(rows, figures)]
+    sections = [render_comparisons_section(rows, comparisons, reference, delta), render_confounds(rows),
+                render_figures_section(rows, figures)]
     if _truthy(sweep.get("compare_to_paper")):
         sections.append(render_paper_section(rows))
     sections += [render_runs_section(rows), render_definitions(runs), render_environment(runs)]
@@ -228,5 +244,7 @@ def write_report(results_dir, out_dir=None) -> ReportPaths:
         title=f"Results: {name or results_dir.resolve().name}",
         intro=[render_overview(runs, rows, results_dir.resolve().name)],
         sections=sections,
+        comparisons=comparisons,
     )
+    write_html_report(runs, rows, out, comparisons)  # reads the results.md just written
     return ReportPaths(out_dir=out, results_md=md, results_csv=csv, figures=figures)

@@ -52,6 +52,24 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ComparedMetric:
+    """A per-run number compared between strategies, paired by seed (``compare.py``); lower is
+    better for every metric listed here."""
+
+    key: str  # prefix of its CSV columns and the ``metric`` of a comparison dict
+    label: str  # words used in results.md
+    summary_key: str  # field of summary.json
+    optional: bool  # skipped silently when no summary carries it
+
+
+COMPARED_METRICS: tuple[ComparedMetric, ...] = (
+    ComparedMetric("eval_loss", "eval loss", "eval_loss", optional=False),
+    # The increase of the loss on general text after fine-tuning, when training measures it.
+    ComparedMetric("forgetting", "forgetting", "forgetting_delta", optional=True),
+)
+
+
 @dataclass
 class Stat:
     """Values of one metric over the completed runs of a row."""
@@ -309,15 +327,41 @@ def _cell(row: Row, m: Metric) -> str:
     return text
 
 
-def render_rows_md(rows: Sequence[Row]) -> str:
-    headers = ["Strategy"] + [m.header for m in METRICS] + ["n", "Status"]
+REFERENCE_CELL = "reference"  # verdict cell of the row the others are compared with
+
+
+def _key(row: Row) -> Key:
+    return (row.budget_label, row.group)
+
+
+def comparisons_by_row(comparisons: Sequence[dict], metric: str) -> dict[Key, dict]:
+    """(budget_label, group) -> that row's comparison dict for ``metric``."""
+    return {(c["budget_label"], c["group"]): c for c in comparisons if c["metric"] == metric}
+
+
+def verdict_cell(row: Row, comparisons: Sequence[dict], metric: str = "eval_loss") -> str:
+    """The row's eval-loss verdict, ``reference`` for the row others are compared with, or ``—``."""
+    found = comparisons_by_row(comparisons, metric).get(_key(row))
+    if found is not None:
+        return found["verdict"]
+    refs = {(c["budget_label"], c["reference"]) for c in comparisons if c["metric"] == metric}
+    return REFERENCE_CELL if _key(row) in refs else DASH
+
+
+def excluded_text(excluded: Sequence[dict]) -> str:
+    """``seed 2 (linear_decay: diverged at step 41)``, joined by ``; ``."""
+    return "; ".join(f"seed {e['seed']} ({e['reason']})" for e in excluded)
+
+
+def render_rows_md(rows: Sequence[Row], comparisons: Sequence[dict] = ()) -> str:
+    headers = ["Strategy"] + [m.header for m in METRICS] + ["n", "Status", "Verdict (eval loss)"]
     lines = [
         "| " + " | ".join(headers) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(METRICS) + 1) + ["---"]) + "|",
+        "|" + "|".join(["---"] + ["---:"] * (len(METRICS) + 1) + ["---", "---"]) + "|",
     ]
     for row in rows:
         cells = [md_escape(row_label(row))] + [_cell(row, m) for m in METRICS]
-        cells += [str(row.n), md_escape(row.status)]
+        cells += [str(row.n), md_escape(row.status), md_escape(verdict_cell(row, comparisons))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -329,22 +373,25 @@ TABLE_NOTES = (
     "exp(eval loss)), not as exp of the mean eval loss.",
     f"Diverged, failed and unfinished runs contribute no number; they are named in Status. "
     f"`{DASH}` marks a metric with no completed run.",
+    "Verdict: the paired comparison of eval loss with the reference row of the same budget (see "
+    "Paired comparisons). Rows are better or worse than the reference only where it says so; a "
+    "lower mean alone is not a difference.",
 )
 
 
-def render_table_md(rows: Sequence[Row]) -> str:
+def render_table_md(rows: Sequence[Row], comparisons: Sequence[dict] = ()) -> str:
     """Table 1 in Markdown: one table, or one per budget when rows carry several budget labels."""
     sections = budget_sections(rows)
     parts = []
     if len(sections) > 1:
         for budget, brows in sections:
             parts.append(f"### Budget: {md_escape(budget)}" if budget is not None else "### No budget")
-            parts.append(render_rows_md(brows))
+            parts.append(render_rows_md(brows, comparisons))
     else:
         budget = sections[0][0] if sections else None
         if budget is not None:
             parts.append(f"All rows share the budget `{md_escape(budget)}`.")
-        parts.append(render_rows_md(rows))
+        parts.append(render_rows_md(rows, comparisons))
     parts.append("\n".join(f"- {note}" for note in TABLE_NOTES))
     return "\n\n".join(parts)
 
@@ -363,11 +410,41 @@ def csv_columns() -> list[str]:
     for m in METRICS:
         cols += [f"{m.key}_mean", f"{m.key}_std"]
     cols += ["planned_params", "trainable_params", "seeds", "run_ids"]
+    cols += ["reference", "detect_delta"]
+    for m in COMPARED_METRICS:
+        cols += [f"{m.key}_{c}" for c in _COMPARISON_COLUMNS]
     return cols
 
 
-def render_csv(rows: Sequence[Row]) -> str:
-    """One line per row: plain numbers, empty cells where there is no number."""
+# Per compared metric: CSV column suffix -> comparison dict key (excluded_seeds is formatted).
+_COMPARISON_COLUMNS = {
+    "n_pairs": "n_pairs", "diff_mean": "mean_diff", "diff_sd": "sd_diff", "diff_ci_low": "ci_low",
+    "diff_ci_high": "ci_high", "p": "p", "p_holm": "p_holm", "effect_dz": "effect_dz",
+    "verdict": "verdict", "seeds_needed": "seeds_needed", "excluded_seeds": "excluded",
+}
+
+
+def _comparison_csv(row: Row, comparisons: Sequence[dict]) -> list:
+    """``reference``, ``detect_delta`` and each compared metric's columns; empty without one."""
+    per = {m.key: comparisons_by_row(comparisons, m.key).get(_key(row)) for m in COMPARED_METRICS}
+    first = next((c for c in per.values() if c is not None), None)
+    line = [first["reference"] if first else "", _csv_number(first["delta"]) if first else ""]
+    for m in COMPARED_METRICS:
+        c = per[m.key]
+        for key in _COMPARISON_COLUMNS.values():
+            value = None if c is None else c[key]
+            if key == "excluded":
+                line.append(excluded_text(value or []))
+            elif isinstance(value, float):
+                line.append(_csv_number(value))
+            else:
+                line.append("" if value is None else value)
+    return line
+
+
+def render_csv(rows: Sequence[Row], comparisons: Sequence[dict] = ()) -> str:
+    """One line per row: plain numbers, empty cells where there is no number; the paired
+    comparison of the row with its reference (``compare.paired_comparisons``) in the last columns."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(csv_columns())
@@ -396,7 +473,7 @@ def render_csv(rows: Sequence[Row]) -> str:
             " ".join(str(s) for s in row.seeds),
             " ".join(r.run_id for r in row.runs),
         ]
-        writer.writerow(line)
+        writer.writerow(line + _comparison_csv(row, comparisons))
     return buf.getvalue()
 
 
@@ -407,15 +484,17 @@ def write_table(
     title: str = "Results",
     intro: Sequence[str] = (),
     sections: Sequence[str] = (),
+    comparisons: Sequence[dict] = (),
 ) -> tuple[Path, Path]:
     """Write ``results.md`` (title, intro, Table 1, then ``sections``) and ``results.csv``.
 
     :func:`adaptive_lora.reports.report.write_report` passes the figure, paper and environment
-    sections so that results.md has a single writer.
+    sections so that results.md has a single writer, and the paired ``comparisons`` that fill
+    the verdict column and the comparison columns of the CSV (empty without them).
     """
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / RESULTS_MD, out_dir / RESULTS_CSV
-    parts = [f"# {title}", *intro, "## Table 1", render_table_md(rows), *sections]
+    parts = [f"# {title}", *intro, "## Table 1", render_table_md(rows, comparisons), *sections]
     atomic_write_text(md_path, "\n\n".join(p.strip("\n") for p in parts if p) + "\n")
-    atomic_write_text(csv_path, render_csv(rows))
+    atomic_write_text(csv_path, render_csv(rows, comparisons))
     return md_path, csv_path
