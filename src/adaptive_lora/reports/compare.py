@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..errors import UserError
 from .collect import RunResult, num
-from .stats import DEFAULT_DELTA, holm, paired_test, seeds_needed, verdict
+from .stats import DEFAULT_DELTA, PairedTest, holm, paired_test, seeds_needed, verdict
 from .table import COMPARED_METRICS, ComparedMetric, Row, budget_sections, status_text
 
 DEFAULT_REFERENCE = "uniform"
@@ -125,7 +125,8 @@ def metric_present(rows: Sequence[Row], metric: ComparedMetric) -> bool:
     return all(any(run.get(metric.summary_key) is not None for run in row.runs) for row in rows)
 
 
-def _compare(row: Row, ref: Row, metric: ComparedMetric, delta: float, ci: str) -> dict:
+def _compare(row: Row, ref: Row, metric: ComparedMetric, delta: float, ci: str) -> tuple[dict, PairedTest]:
+    """The comparison dict (``p_holm`` and ``verdict`` filled in once the family is known) and its test."""
     seeds, values, refs, excluded = pair_runs(row, ref, metric)
     test = paired_test(values, refs, ci=ci)
     return {
@@ -137,8 +138,8 @@ def _compare(row: Row, ref: Row, metric: ComparedMetric, delta: float, ci: str) 
         "ci_low": test.ci_low, "ci_high": test.ci_high, "ci_method": test.ci_method,
         "p": test.p, "p_holm": None, "effect_dz": test.effect_dz,
         "verdict": None, "delta": delta, "seeds_needed": seeds_needed(test.sd_diff, delta),
-        "excluded": excluded, "_test": test,
-    }
+        "excluded": excluded,
+    }, test
 
 
 def paired_comparisons(
@@ -172,10 +173,10 @@ def paired_comparisons(
                 ref = pick_reference(row, candidates)
                 if ref is not None and metric_present((row, ref), metric):
                     family.append(_compare(row, ref, metric, delta, ci))
-        for c, p_holm in zip(family, holm([c["p"] for c in family])):
+        for (c, test), p_holm in zip(family, holm([test.p for _, test in family])):
             c["p_holm"] = p_holm
-            c["verdict"] = verdict(c.pop("_test"), p_holm, _base_name(c["reference"]))
-        out += family
+            c["verdict"] = verdict(test, p_holm, _base_name(c["reference"]))
+            out.append(c)
     return out
 
 

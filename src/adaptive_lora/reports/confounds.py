@@ -59,7 +59,8 @@ def row_confound(row: Row) -> dict:
     if run is None:
         return {"policy": "not recorded", "ranks": None, "scale": None, "scale_name": None}
     policy = alpha_policy(run)
-    ranks = sorted(set(plan_ranks(run) or plan_ranks(next((r for r in row.runs if plan_ranks(r)), run))))
+    # The runs of a row share one plan; take the first run that has it.
+    ranks = sorted(set(next((ranks for ranks in map(plan_ranks, row.runs) if ranks), [])))
     scales = sorted({expected_scaling(policy, r) for r in ranks})
     varies = len(scales) > 1
     return {

@@ -3,6 +3,8 @@
 It reads result files only (``summary.json``, ``metrics.jsonl``, ``sweep.json``) and writes
 ``results.md``, ``results.csv`` and ``figures/*.png``. Any mix of completed, diverged, failed,
 unfinished and corrupt runs gives a report; only a missing or empty results folder is an error.
+Whether a row beats the reference is decided once, by ``compare.paired_comparisons``; every
+section that calls a row better or worse reads its verdict.
 """
 
 from __future__ import annotations
