@@ -73,6 +73,7 @@
     const runs = D.runs.filter((r) => r.row === D.rows.indexOf(row));
     return runs.map((run) => el("div", {}, [
       el("span", { textContent: run.id, title: run.status }),
+      el("br"),  // the file links on a line of their own keep the column narrow
       ...Object.entries(run.links).map(([name, href]) => el("a", { href, textContent: name.replace(/\.\w+$/, "") })),
     ]));
   }
