@@ -29,21 +29,22 @@ def main(argv: list[str]) -> int:
     sweep_path, out = argv
     out_dir = Path(out)
 
-    def train_fn(config: dict, run_dir: Path) -> dict:
-        _log(out_dir, f"start {config['run_id']}")
+    def train_fn(spec, run_dir: Path) -> dict:
+        config = spec.config
+        _log(out_dir, f"start {spec.run_id}")
         for step in range(int(config.get("steps", 3))):
             append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
             time.sleep(float(config.get("step_s", 0.05)))
         summary = {
             "status": "completed",
-            "run_id": config["run_id"],
-            "group": config["group"],
+            "run_id": spec.run_id,
+            "group": spec.group,
             "seed": config["seed"],
             # Wall-clock time makes a rewritten summary differ from the original.
             "finished_at": time.time(),
         }
         atomic_write_json(run_dir / "summary.json", summary)
-        _log(out_dir, f"done {config['run_id']}")
+        _log(out_dir, f"done {spec.run_id}")
         return summary
 
     try:

@@ -10,7 +10,11 @@ from adaptive_lora.errors import UserError
 from adaptive_lora.layout import layout_from_model
 from adaptive_lora.strategies import StrategyParams, make_plan
 from adaptive_lora.strategies.data_driven import water_fill
-from adaptive_lora.training.probe import gradient_spectra
+from adaptive_lora.training import TrainConfig
+from adaptive_lora.training.config import DISPLAY_ONLY, KEY_GROUP
+from adaptive_lora.training.prepare import TrainData
+from adaptive_lora.training.probe import NEVER_READ, PROBES, ProbeContext, gradient_spectra
+from adaptive_lora.training.session import Session
 
 from tiny_models import build_model
 
@@ -65,8 +69,11 @@ def _examples(n=16, length=24, seed=0):
 
 
 def _probe(model, layout):
-    return gradient_spectra(model, layout, _examples(), PadCollator(0), batch_size=4, n_batches=2, seed=0,
-                            device=torch.device("cpu"), amp=None, max_rank=16)
+    cfg = TrainConfig.from_dict({"probe_batches": 2, "probe_batch_size": 4, "r_max": 16, "precision": "fp32"})
+    session = Session(acc=None, device=torch.device("cpu"), world=1, rank=0, main=True, amp=None)
+    data = TrainData(_examples(), [], [], PadCollator(0), None, [], [], {})
+    extra, info = gradient_spectra(ProbeContext(cfg, session, data, model, layout, layout, None))
+    return extra["spectra"], info
 
 
 def test_probe_deterministic_and_costed():
@@ -129,3 +136,73 @@ def test_data_driven_run_end_to_end(tmp_path, strategy):
     target = 4 * 7 * 4 * 0 + s0["plan"]["budget_target"]
     cheapest = min(m["params"] // m["rank"] for m in s0["plan"]["modules"] if m["rank"])
     assert 0 <= target - s0["trainable_params"] < cheapest
+
+
+# A valid value different from the default for every config key: the cache-key tests change one
+# key at a time and check whether the key of each cache changes.
+ALTERNATIVE = {
+    "model": "other-model", "data": "other.json", "eval_size": 7, "max_train": 9, "max_eval": 3, "data_seed": 5,
+    "max_length": 64, "train_on": "all", "skip_bad_records": True, "method": "adalora", "strategy": "linear_decay",
+    "targets": ["q_proj"], "budget": 1000, "budget_like": "uniform:16", "plan_file": "p.json", "r": 6, "r_base": 12,
+    "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2,
+    "eva_rho": 3.0, "eva_tau": 0.9, "eva_examples": 8, "probe_steps": 5, "plan_cache": "elsewhere",
+    "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "lr": 1e-3, "epochs": 2,
+    "max_steps": 7, "batch_size": 4, "grad_accum": 2, "weight_decay": 0.1, "adam_beta1": 0.8, "adam_beta2": 0.99,
+    "lr_schedule": "cosine", "precision": "bf16", "seed": 3, "group_by_length": False, "warmup_steps": 2,
+    "warmup_ratio": 0.1, "clip": "fixed", "clip_norm": 0.5, "clip_factor": 3.0, "clip_beta": 0.5,
+    "lr_rank_power": 0.5, "lr_rank_ref": 8, "layer_lr": [1.0, 2.0], "loraplus_ratio": 4.0, "eval_every": 2,
+    "eval_batch_size": 4, "generate_samples": 1, "max_new_tokens": 8, "loss_spike": 10.0, "adalora_init_r": 16,
+    "adalora_target_r": 4, "adalora_tinit": 1, "adalora_tfinal": 2, "adalora_delta_t": 2, "output_dir": "x",
+    "progress": False,
+}
+
+
+def test_alternatives_cover_every_key():
+    assert set(ALTERNATIVE) == set(KEY_GROUP)
+    for key, value in ALTERNATIVE.items():
+        assert TrainConfig.from_dict({key: value}).to_dict()[key] == value
+
+
+@pytest.mark.parametrize("probe", sorted(PROBES))
+def test_probe_cache_key_changes_with_every_key_it_may_read(probe):
+    """Whole config minus an explicit list: a key not on the list always changes the key."""
+    ignored = set(NEVER_READ) | set(PROBES[probe].ignore) | set(DISPLAY_ONLY)
+    base = TrainConfig().cache_key(probe, NEVER_READ + PROBES[probe].ignore)
+    for key, value in ALTERNATIVE.items():
+        changed = TrainConfig.from_dict({key: value}).cache_key(probe, NEVER_READ + PROBES[probe].ignore)
+        assert (changed == base) == (key in ignored), key
+
+
+def test_adalora_probe_key_sees_its_schedule_and_alpha():
+    # The two keys the old hand-picked list forgot.
+    key = PROBES["adalora_ranks"].ignore + NEVER_READ
+    base = TrainConfig().cache_key("adalora_ranks", key)
+    assert TrainConfig.from_dict({"adalora_tfinal": 3}).cache_key("adalora_ranks", key) != base
+    assert TrainConfig.from_dict({"lora_alpha": 8.0}).cache_key("adalora_ranks", key) != base
+    assert TrainConfig.from_dict({"seed": 9}).cache_key("adalora_ranks", key) == base
+
+
+def test_adapter_init_does_not_depend_on_a_cached_probe(tmp_path):
+    """Same seed, probe computed (run a) or read from the cache (run b): identical adapters."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from adaptive_lora.cli.main import main as cli_main
+
+    from tiny_models import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "m", "llama")
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps([{"instruction": f"Say {w} twice.", "input": "", "output": f"{w} {w}"}
+                                for w in ["red", "green", "blue", "cyan", "pink", "gold"] * 3]))
+    sets = [f"model={model}", f"data={data}", "eval_size=4", "max_length=320", "batch_size=4", "grad_accum=1",
+            "epochs=2", "progress=false", "precision=fp32", "strategy=adalora_derived", "r=4", "r_min=1",
+            "r_max=8", "lora_dropout=0.1", "budget_like=uniform:4", f"plan_cache={tmp_path / 'plans'}"]
+    for run in ("a", "b"):
+        assert cli_main(["train", "--out", str(tmp_path / run), *[x for c in sets for x in ("--set", c)]]) == 0
+    sa, sb = (json.loads((tmp_path / r / "summary.json").read_text()) for r in ("a", "b"))
+    assert (sa["probe"]["cached"], sb["probe"]["cached"]) == (False, True)
+    wa, wb = (load_file(tmp_path / r / "adapter" / "adapter_model.safetensors") for r in ("a", "b"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sa["eval_loss"] == sb["eval_loss"]

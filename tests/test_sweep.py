@@ -50,8 +50,8 @@ class FakeTrainer:
         self.behaviour = behaviour or {}
         self.calls: list[str] = []
 
-    def __call__(self, config: dict, run_dir: Path) -> dict:
-        run_id = config["run_id"]
+    def __call__(self, spec, run_dir: Path) -> dict:
+        run_id, config = spec.run_id, spec.config
         self.calls.append(run_id)
         what = self.behaviour.get(run_id, "completed")
         (run_dir / "metrics.jsonl").write_text('{"type": "train", "step": 0}\n')
@@ -59,7 +59,7 @@ class FakeTrainer:
             raise ValueError("boom\nsecond line")
         if what == "interrupt":
             raise KeyboardInterrupt
-        summary = {"status": what, "run_id": run_id, "group": config["group"], "seed": config["seed"]}
+        summary = {"status": what, "run_id": run_id, "group": spec.group, "seed": config["seed"]}
         atomic_write_json(run_dir / "summary.json", summary)
         return summary
 
@@ -173,10 +173,9 @@ def test_expansion(tmp_path, extra, n, first_ids, last_group):
     assert ids[: len(first_ids)] == first_ids
     assert sweep.specs[-1].group == last_group
     for spec in sweep.specs:
-        assert spec.config["run_id"] == spec.run_id
-        assert spec.config["group"] == spec.group
+        # The seed trains; run id, group, variant and budget label are bookkeeping beside the config.
         assert spec.config["seed"] == spec.seed
-        assert spec.config["variant"] == spec.variant
+        assert not {"run_id", "group", "variant", "budget_label"} & set(spec.config)
         assert spec.run_id == spec.run_id.replace("/", "_")
 
 
@@ -203,7 +202,7 @@ def test_expansion_order_and_fields(tmp_path):
     ]
     spec = next(s for s in sweep.specs if s.run_id == "linear_decay@r8+stabilized-s4")
     assert spec.group == "linear_decay@r8+stabilized"
-    assert spec.config["budget_like"] == "uniform:8" and spec.config["budget_label"] == "r8"
+    assert spec.config["budget_like"] == "uniform:8" and spec.budget_label == "r8"
     assert "budget" not in spec.config and "name" not in spec.config
     assert spec.config["alpha_policy"] == "rslora"
     spec = next(s for s in sweep.specs if s.run_id == "uniform-r8@b3m+paper-s3")
@@ -241,12 +240,15 @@ def test_merge_order(tmp_path, layers, expected):
 
 def test_budget_overrides_run_and_defaults_keys(tmp_path):
     data = base_sweep(
-        defaults={"budget_label": "x", "lr": 1e-4},
+        defaults={"budget_like": "uniform:16", "lr": 1e-4},
         budgets=[{"label": "r8", "like": "uniform:8"}],
     )
     (spec,) = load_sweep(write_sweep(tmp_path, data)).specs
-    assert spec.config["budget_label"] == "r8"
+    assert spec.config["budget_like"] == "uniform:8" and spec.budget_label == "r8"
     assert spec.config["lr"] == 1e-4 and isinstance(spec.config["lr"], float)
+    data["defaults"]["budget_label"] = "x"  # bookkeeping the sweep sets itself
+    with pytest.raises(UserError, match="'budget_label' cannot be set in 'defaults'"):
+        load_sweep(write_sweep(tmp_path, data))
 
 
 def test_sweep_settings_and_defaults(tmp_path):
@@ -441,8 +443,8 @@ def test_train_fn_that_only_returns_a_summary(tmp_path):
     sweep = load(tmp_path, runs=[{"name": "a"}, {"name": "b"}])
     out = tmp_path / "out"
 
-    def train_fn(config, run_dir):
-        return {"status": "completed"} if config["run_id"] == "a-s0" else None
+    def train_fn(spec, run_dir):
+        return {"status": "completed"} if spec.run_id == "a-s0" else None
 
     res = run_sweep(sweep, out, train_fn, progress=False)
     assert res.statuses == {"a-s0": "completed", "b-s0": "failed"}

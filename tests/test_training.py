@@ -32,10 +32,11 @@ from adaptive_lora.adapters.audit import realised_ranks
 from adaptive_lora.cli.main import main as cli_main
 from adaptive_lora.data import PadCollator, load_records, split_records, tokenize_records
 from adaptive_lora.errors import UserError
-from adaptive_lora.evaluation import METRIC_DEFINITIONS, evaluate
+from adaptive_lora.evaluation import evaluate
+from adaptive_lora.schema import METRIC_DEFINITIONS, SCHEMA_VERSION, SUMMARY_KEYS
 from adaptive_lora.layout import layout_from_model, load_model, load_tokenizer
 from adaptive_lora.strategies import make_plan
-from adaptive_lora.training import TrainConfig, train
+from adaptive_lora.training import TrainConfig, hooks, train
 from adaptive_lora.training.stabilizers import GradClipper, lr_lambda, module_of, param_groups, warmup_steps
 
 from train_fixtures import (  # noqa: F401 - train_env is a fixture
@@ -129,8 +130,9 @@ def test_loss_falls(main_run, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_forced_divergence_exits_3_and_keeps_logs(train_env, tmp_path, capsys, family):
-    cfg = write_config(tmp_path / "c.yaml", train_config(train_env, family, fault_nan_step=2, max_steps=4))
+def test_forced_divergence_exits_3_and_keeps_logs(train_env, tmp_path, capsys, monkeypatch, family):
+    monkeypatch.setattr(hooks, "after_backward", hooks.poison_one_gradient_at(2))
+    cfg = write_config(tmp_path / "c.yaml", train_config(train_env, family, max_steps=4))
     out = tmp_path / "run"
     assert cli_main(["train", "--config", str(cfg), "--out", str(out)]) == 3
     s = read_summary(out)
@@ -171,7 +173,8 @@ def test_summary_fields_are_present_and_consistent(train_env, main_run, family):
     mods = s["plan"]["modules"]
     assert s["plan"]["strategy"] == "linear_decay" and len(mods) == N_MODULES[family]
     for m in mods:
-        assert set(m) == {"name", "layer", "kind", "rank", "params"}
+        # One plan format everywhere (Plan.to_dict): the summary's realised plan is plan.json's shape.
+        assert set(m) == {"name", "layer", "kind", "role", "in_features", "out_features", "rank", "params"}
         assert m["rank"] == LINEAR_DECAY[m["layer"]] and m["layer"] == layer_of(m["name"])
         assert m["params"] == m["rank"] * IN_OUT[family][role(m["name"])]
     assert s["trainable_params"] == s["planned_params"] == sum(m["params"] for m in mods) == 10240
@@ -203,6 +206,7 @@ def test_summary_fields_are_present_and_consistent(train_env, main_run, family):
     assert s["hardware"]["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     assert s["hardware"]["processes"] == 1
     assert s["metric_definitions"] == METRIC_DEFINITIONS
+    assert s["schema_version"] == SCHEMA_VERSION and set(s) == set(SUMMARY_KEYS)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -281,7 +285,7 @@ def wrapped_llama(train_env):
     model = load_model(str(train_env["llama"]))
     layout = layout_from_model(model)
     cfg = TrainConfig.from_dict(train_config(train_env, "llama", **PLAN))
-    plan = make_plan(layout, cfg.strategy, cfg.strategy_params())
+    plan = make_plan(layout, cfg.plan.strategy, cfg.params)
     model = wrap_model(model, plan, AlphaPolicy(), 0.0)
     return model, plan.adapted, {m.name: m.layer for m in layout.modules}
 
@@ -363,10 +367,10 @@ def test_grad_clipper_by_hand(mode, kw, norms, expected):
     ],
 )
 def test_lr_lambda_exact_values(schedule, warm_steps, warm_ratio, total, expected):
-    cfg = TrainConfig(lr_schedule=schedule, warmup_steps=warm_steps, warmup_ratio=warm_ratio)
-    f = lr_lambda(cfg, total)
+    cfg = TrainConfig.from_dict({"lr_schedule": schedule, "warmup_steps": warm_steps, "warmup_ratio": warm_ratio})
+    f = lr_lambda(cfg.stabilize, cfg.optim.lr_schedule, total)
     assert [f(s) for s in range(total)] == pytest.approx(expected, rel=1e-12, abs=1e-15)
-    assert warmup_steps(cfg, total) == (warm_steps or round(warm_ratio * total))
+    assert warmup_steps(cfg.stabilize, total) == (warm_steps or round(warm_ratio * total))
 
 
 @pytest.mark.parametrize(

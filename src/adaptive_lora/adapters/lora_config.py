@@ -53,6 +53,12 @@ def expected_scaling(policy: AlphaPolicy, rank: int) -> float:
     return alpha / math.sqrt(rank) if policy.name == "rslora" else alpha / rank
 
 
+def uses_fan_in_fan_out(layout) -> bool:
+    """GPT-2's Conv1D stores weights as (in, out); PEFT must be told, or it warns and guesses.
+    Decided here once for every LoRA and AdaLoRA config and probe."""
+    return layout.family == "gpt2"
+
+
 def _key(name: str) -> str:
     return re.escape(name)
 
@@ -83,21 +89,6 @@ def build_lora_config(plan, policy: AlphaPolicy | None = None, dropout: float = 
         use_rslora=policy.name == "rslora",
         bias="none",
         task_type="CAUSAL_LM",
-        # GPT-2's Conv1D stores weights as (in, out); PEFT needs to know, or it warns and guesses.
-        fan_in_fan_out=plan.layout.family == "gpt2",
+        fan_in_fan_out=uses_fan_in_fan_out(plan.layout),
         **extra,
     )
-
-
-def wrap_model(model, plan, policy: AlphaPolicy | None = None, dropout: float = 0.1, audit: bool = True):
-    """``get_peft_model`` per plan, then audit the realised ranks and scalings."""
-    from peft import get_peft_model
-
-    from .audit import audit_model
-
-    policy = policy or AlphaPolicy()
-    config = build_lora_config(plan, policy, dropout)
-    peft_model = get_peft_model(model, config)
-    if audit:
-        audit_model(peft_model, plan, policy)
-    return peft_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -13,15 +14,16 @@ def preflight(cfg) -> None:
     from ..data.records import _looks_like_path
     from ..layout.resolve import resolve_model
 
-    resolve_model(cfg.model)  # a missing local folder or a malformed id fails here
-    if cfg.data != "default" and _looks_like_path(cfg.data) and not Path(cfg.data).expanduser().is_file():
-        raise UserError(f"data file '{cfg.data}' does not exist: fix the path, or use data: default")
-    for field in ("plan_file",):
-        value = getattr(cfg, field)
-        if value and not Path(value).expanduser().is_file():
-            raise UserError(f"{field} '{value}' does not exist: fix the path")
-    if isinstance(cfg.custom, str) and not Path(cfg.custom).expanduser().is_file():
-        raise UserError(f"custom rank map '{cfg.custom}' does not exist: fix the path")
+    data = cfg.input.data
+    resolve_model(cfg.input.model)  # a missing local folder or a malformed id fails here
+    if data != "default" and _looks_like_path(data) and not Path(data).expanduser().is_file():
+        raise UserError(f"data file '{data}' does not exist: fix the path, or use data: default")
+    plan_file = cfg.plan.plan_file
+    if plan_file and not Path(plan_file).expanduser().is_file():
+        raise UserError(f"plan_file '{plan_file}' does not exist: fix the path")
+    custom = cfg.params.custom
+    if isinstance(custom, str) and not Path(custom).expanduser().is_file():
+        raise UserError(f"custom rank map '{custom}' does not exist: fix the path")
 
 
 def validate_run_config(config: dict) -> dict:
@@ -32,17 +34,18 @@ def validate_run_config(config: dict) -> dict:
     return cfg.to_dict()
 
 
-_BASE_EVALS: dict = {}  # step-0 evaluations shared by the runs of one sweep (see training.train)
+def train_run(spec, run_dir: Path, base_eval_cache: dict | None = None) -> dict:
+    """Train one run of a sweep into ``run_dir``; ``base_eval_cache`` is the sweep's own dict of
+    step-0 evaluations (see ``training.train``)."""
+    from ..training import RunMeta, TrainConfig, train
 
-
-def train_run(config: dict, run_dir: Path) -> dict:
-    from ..training import TrainConfig, train
-
+    config = spec.config
     # Probes of data-driven strategies are cached beside the runs, so seeds and resumed sweeps
     # reuse them; neither setting changes a run's result, so neither is part of its config hash.
     cache = config.get("plan_cache") or str(run_dir.parent / "plans")
     cfg = TrainConfig.from_dict({**config, "output_dir": str(run_dir), "plan_cache": cache})
-    return train(cfg, run_dir, base_eval_cache=_BASE_EVALS)
+    meta = RunMeta(spec.run_id, spec.group, spec.variant, spec.budget_label)
+    return train(cfg, run_dir, meta, base_eval_cache=base_eval_cache)
 
 
 def plan_sweep(sweep) -> list[tuple]:
@@ -50,18 +53,20 @@ def plan_sweep(sweep) -> list[tuple]:
     from ..layout import discover_layout, load_config
     from ..strategies import get_strategy, make_plan
     from ..training import TrainConfig
+    from ..training.methods import METHODS
 
     layouts: dict = {}
     out = []
     for spec in sweep.specs:
         cfg = TrainConfig.from_dict(spec.config)
-        if cfg.model not in layouts:
-            layouts[cfg.model] = discover_layout(load_config(cfg.model))
-        if cfg.method == "adalora" or get_strategy(cfg.strategy).needs_data:
+        model, p = cfg.input.model, cfg.plan
+        if model not in layouts:
+            layouts[model] = discover_layout(load_config(model))
+        if not METHODS[p.method].needs_plan or get_strategy(p.strategy).needs_data:
             out.append((spec, None))  # ranks are decided during the run (AdaLoRA, or a probe)
             continue
-        plan = make_plan(layouts[cfg.model], cfg.strategy, cfg.strategy_params(), targets=cfg.targets,
-                         budget=cfg.budget, budget_like=cfg.budget_like)
+        plan = make_plan(layouts[model], p.strategy, cfg.params, targets=p.targets, budget=p.budget,
+                         budget_like=p.budget_like)
         out.append((spec, plan))
     return out
 
@@ -81,7 +86,7 @@ def dry_run(sweep) -> int:
 
 def run_command(args) -> int:
     from ..experiments import load_sweep, run_sweep
-    from ..experiments.overrides import parse_overrides
+    from ..overrides import parse_overrides
     from ..reports import write_report
 
     overrides = parse_overrides(args.overrides)
@@ -89,7 +94,8 @@ def run_command(args) -> int:
     if getattr(args, "dry_run", False):
         return dry_run(sweep)
     out = Path(args.out or sweep.out)
-    result = run_sweep(sweep, out, train_run)
+    base_evals: dict = {}  # step-0 evaluations shared by the runs of this sweep
+    result = run_sweep(sweep, out, functools.partial(train_run, base_eval_cache=base_evals))
     if sweep.report:
         paths = write_report(out)
         # Echo the first table of results.md: the answer, without opening a file.

@@ -18,30 +18,28 @@ EXIT_DIVERGED = 3
 
 
 def train_command(args) -> int:
-    from ..experiments.overrides import parse_overrides
-    from ..training import load_train_config, train
+    from ..overrides import parse_overrides
+    from ..schema import RunSummary
+    from ..training import RunMeta, load_train_config, train
 
     overrides = parse_overrides(args.overrides)
     if args.out:
         overrides["output_dir"] = args.out
     cfg = load_train_config(args.config, overrides)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.output.output_dir)
+    meta = RunMeta(run_id=out.name, group=out.name)
     try:
-        summary = train(cfg, out)
+        summary = train(cfg, out, meta)
     except UserError:
         raise
     except Exception as exc:  # a failure during the run: keep what we know, then exit 1
         out.mkdir(parents=True, exist_ok=True)
-        (out / "error.log").write_text(traceback.format_exc())
+        _io.atomic_write_text(out / "error.log", traceback.format_exc())
         first = (str(exc).splitlines() or [""])[0]
-        _io.atomic_write_json(out / "summary.json", {
-            "status": "failed", "run_id": cfg.run_id or out.name, "error": f"{type(exc).__name__}: {first}",
-            "config": cfg.to_dict()})
-        print(f"adaptive-lora: run failed: {type(exc).__name__}: {first} (traceback in {out / 'error.log'})",
-              file=sys.stderr)
+        error = f"{type(exc).__name__}: {first}"
+        _io.atomic_write_json(out / "summary.json", RunSummary.failed(error, meta, cfg.to_dict()).to_dict())
+        print(f"adaptive-lora: run failed: {error} (traceback in {out / 'error.log'})", file=sys.stderr)
         return 1
-    if summary is None:
-        return 0
     quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun every process returns; one reports
     if summary["status"] == "diverged":
         if not quiet:

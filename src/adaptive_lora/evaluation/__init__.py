@@ -1,5 +1,5 @@
-"""Eval loss and perplexity, defined once (see METRIC_DEFINITIONS)."""
+"""Eval loss and perplexity (their definitions: ``adaptive_lora.schema.METRIC_DEFINITIONS``)."""
 
-from .metrics import METRIC_DEFINITIONS, evaluate
+from .metrics import evaluate, scored_loss_sum
 
-__all__ = ["METRIC_DEFINITIONS", "evaluate"]
+__all__ = ["evaluate", "scored_loss_sum"]

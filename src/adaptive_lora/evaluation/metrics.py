@@ -13,17 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-METRIC_DEFINITIONS = {
-    "token": "a non-padding token position of a tokenised example (prompt and response)",
-    "scored_token": "a token whose label is not -100 (default: response tokens only; prompt tokens are masked)",
-    "eval_loss": "token-weighted mean cross-entropy over all scored tokens of the held-out split "
-                 "(sum of per-token losses / number of scored tokens)",
-    "perplexity": "exp(eval_loss)",
-    "tokens_per_s": "non-padding tokens of training sequences (prompt and response), counted once per epoch, "
-                    "divided by training wall time without evaluation",
-    "trainable_params": "sum over adapted modules of r * (in_features + out_features)",
-    "efficiency_pct": "trainable / (base + trainable) * 100",
-}
+from ..data import IGNORE_INDEX
 
 
 def scored_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
@@ -36,7 +26,7 @@ def scored_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     """
     labels = batch["labels"]
     T = labels.shape[1]
-    predicts_scored = (labels[:, 1:] != -100).any(dim=0).nonzero()
+    predicts_scored = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero()
     first = int(predicts_scored[0]) if len(predicts_scored) else T - 1
     keep = T - first  # >= 1; logits_to_keep=0 would mean "all"
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
@@ -49,8 +39,8 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                           ignore_index=-100, reduction="sum")
-    return loss, int((shift_labels != -100).sum())
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, int((shift_labels != IGNORE_INDEX).sum())
 
 
 @torch.no_grad()

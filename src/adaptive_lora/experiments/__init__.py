@@ -6,7 +6,7 @@ skipping runs that already finished. The training function is passed in, so this
 import torch.
 """
 
-from .overrides import apply_overrides, parse_overrides
+from ..overrides import apply_overrides, parse_overrides
 from .runner import SweepResult, run_sweep
 from .sweep import RunSpec, Sweep, config_hash, load_sweep
 

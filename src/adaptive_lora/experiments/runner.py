@@ -214,29 +214,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _failed_summary(spec: RunSpec, error: str, train_time_s: float) -> dict:
-    """A summary with the documented keys, for a run whose training function raised."""
-    try:
-        from ..envinfo import package_versions
+    """The summary of a run whose training function raised (the one schema, status failed)."""
+    from ..schema import RunSummary
 
-        versions: Any = package_versions()
-    except Exception:  # never let bookkeeping hide the real error
-        versions = None
-    summary = {
-        "status": "failed",
-        "run_id": spec.run_id,
-        "group": spec.group,
-        "strategy": spec.config.get("strategy"),
-        "seed": spec.seed,
-        "budget_label": spec.budget_label,
-        "variant": spec.variant,
-        "diverged_step": None,
-        "diverged_module": None,
-        "error": error,
-        "train_time_s": round(train_time_s, 3),
-        "config": _plain(spec.config),
-        "versions": versions,
-    }
-    return summary
+    return _plain(RunSummary.failed(error, spec, spec.config, train_time_s=round(train_time_s, 3)).to_dict())
 
 
 def _log(progress: bool, text: str) -> None:
@@ -274,7 +255,7 @@ def _run_one(spec: RunSpec, run_dir: Path, train_fn: Callable[[dict, Path], dict
     )
     t0 = time.perf_counter()
     try:
-        returned = train_fn(spec.config, run_dir)
+        returned = train_fn(spec, run_dir)
     except Exception as e:  # KeyboardInterrupt/SystemExit stop the sweep: they are not failures
         # The sweep goes on, so the traceback would scroll away: keep it next to the summary.
         atomic_write_text(run_dir / "error.log", traceback.format_exc())
@@ -310,7 +291,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run every spec of ``sweep`` into ``out_dir``, skipping runs that already finished.
 
-    ``train_fn(config, run_dir)`` trains one run, writes ``run_dir/summary.json`` atomically
+    ``train_fn(spec, run_dir)`` trains one run (``spec.config`` is its training config; the
+    spec's run id, group, variant and budget label are bookkeeping for the summary), writes ``run_dir/summary.json`` atomically
     and returns the summary. An exception from it marks that run ``failed`` (with the message in
     its summary and the traceback in ``error.log``) and the sweep moves on; Ctrl-C stops the
     sweep, and running the same command again resumes it.

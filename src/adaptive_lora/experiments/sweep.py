@@ -34,7 +34,7 @@ import yaml
 
 from .._io import _jsonable
 from ..errors import UserError
-from .overrides import apply_overrides, yaml_load
+from ..overrides import apply_overrides, read_yaml_mapping
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "config_hash", "safe_run_id"]
 
@@ -44,7 +44,7 @@ _TOP_KEYS = (
 _BUDGET_KEYS = ("label", "like", "params")
 # Set by the sweep itself for every run. Letting a run, a variant or the defaults set them too
 # would either be silently overwritten or, via --set, give every seed the same seed.
-_IDENTITY_KEYS = ("seed", "run_id", "group", "variant")
+_IDENTITY_KEYS = ("seed", "run_id", "group", "variant", "budget_label")
 _LIKE = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*:\s*(\d+)\s*$")
 # Characters kept in folder names. '@' and '+' are the group separators and are safe on every
 # common file system; anything else (slashes, spaces, colons) becomes '_'.
@@ -99,7 +99,11 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        """Hash of the config without its display-only keys (``progress``, ``output_dir``): those
+        cannot change a result, so changing them must not make a finished run look stale."""
+        from ..training.config import DISPLAY_ONLY
+
+        return config_hash({k: v for k, v in self.config.items() if k not in DISPLAY_ONLY})
 
 
 @dataclass
@@ -278,22 +282,8 @@ def _runs(value: Any, path: str) -> list[tuple[str, dict]]:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"sweep file '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"sweep file '{path}' is a folder; pass the YAML file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read sweep file '{path}': {e}") from None
-    try:
-        data = yaml_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
+    data = read_yaml_mapping(path, "sweep file")
+    if not data:
         raise UserError(f"{path}: a sweep file must be a YAML mapping with 'name' and 'runs'")
     for key in data:
         if not isinstance(key, str):
@@ -373,18 +363,13 @@ def load_sweep(
                     ids[run_id] = f"{group}-s{seed}"
                     config = apply_overrides(defaults, run_overrides)
                     if budget is not None:
-                        config = apply_overrides(config, budget)
+                        # The label names the budget in reports; only the budget itself trains.
+                        config = apply_overrides(config, {k: v for k, v in budget.items() if k != "budget_label"})
                     if variant is not None:
                         config = apply_overrides(config, variant[1])
-                    config = apply_overrides(
-                        config,
-                        {
-                            "seed": seed,
-                            "run_id": run_id,
-                            "group": group,
-                            "variant": variant[0] if variant else None,
-                        },
-                    )
+                    # The seed is a training input; run id, group and variant are bookkeeping
+                    # that the RunSpec carries beside the config.
+                    config = apply_overrides(config, {"seed": seed})
                     config = apply_overrides(config, overrides)
                     if validate is not None:
                         try:

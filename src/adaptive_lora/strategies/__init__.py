@@ -7,7 +7,7 @@ That makes each one trivial to test, plot and compare. A new strategy is one fun
 
 from .budget import match_budget, parse_budget_like
 from .params import ROUNDING, StrategyParams
-from .plan import Plan, make_plan
+from .plan import Plan, make_plan, plan_from_file
 from .registry import STRATEGIES, Strategy, get_strategy, register
 
 # Importing the modules registers their strategies.
@@ -23,6 +23,7 @@ __all__ = [
     "StrategyParams",
     "get_strategy",
     "make_plan",
+    "plan_from_file",
     "match_budget",
     "parse_budget_like",
     "register",

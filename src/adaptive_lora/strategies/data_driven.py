@@ -61,7 +61,8 @@ def water_fill(gains: dict, cost: dict, budget: int, r_min: int, r_max: int) -> 
     "gradient_sensitivity",
     "probe K batches; ranks by water-filling the singular values of each module's weight gradient (exact budget)",
     "data-driven",
-    needs_data=True,
+    probe="gradient_spectra",
+    allocates_budget=True,
 )
 def gradient_sensitivity(layout, params):
     spectra = params.extra.get("spectra")
@@ -83,12 +84,12 @@ register(
     "eva",
     "PEFT's EVA: ranks redistributed by explained variance of each module's inputs (shape rescaled to the budget)",
     "data-driven",
-    needs_data=True,
+    probe="eva_ranks",
 )(_probed_shape)
 
 register(
     "adalora_derived",
     "run AdaLoRA's budget schedule briefly, keep its final ranks as a static plan for plain LoRA",
     "data-driven",
-    needs_data=True,
+    probe="adalora_ranks",
 )(lambda layout, params: _probed_shape(layout, params))

@@ -24,24 +24,33 @@ def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
     return value
 
 
+def doc_field(default=None, doc: str = "", factory=None):
+    """A dataclass field with a one-line ``doc`` (its meaning and its default's trade-off).
+
+    The doc is metadata, not a docstring, so that ``--help``, the README's key list and error
+    messages read the same text at run time.
+    """
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class StrategyParams:
-    """Inputs every strategy may read. Defaults are the paper's (section 3.2.4)."""
+    """Inputs every strategy may read, declared once: ``plan``, ``train``, sweeps and the help
+    text all take these fields from here. Defaults are the paper's (section 3.2.4)."""
 
-    r: int = 8
-    """Rank of the uniform baseline and of the placement strategies."""
-    r_base: int = 16
-    """Starting (linear decay) or reference (attention-heavy, empirical) rank."""
-    r_min: int = 4
-    """Lower clamp of the adaptive strategies."""
-    r_max: int = 32
-    """Upper clamp of the adaptive strategies."""
-    rounding: str = "floor"
-    """How fractional ranks become integers: floor (the paper), round (half up) or ceil."""
-    custom: Any = None
-    """For ``custom``: a list of one rank per layer, or a map of module-name pattern -> rank."""
-    extra: dict = field(default_factory=dict)
-    """Strategy-specific values (e.g. importance scores for data-driven strategies)."""
+    r: int = doc_field(8, "rank of the uniform baseline and the placement strategies (paper: 8 and 16)")
+    r_base: int = doc_field(16, "starting (linear decay) or reference (attention-heavy, empirical) rank")
+    r_min: int = doc_field(4, "lower clamp of the adaptive strategies; below ~4 a module learns little")
+    r_max: int = doc_field(32, "upper clamp of the adaptive strategies; caps any one module's share")
+    rounding: str = doc_field("floor", "fractional ranks to integers: floor (reproduces the paper), round, ceil")
+    custom: Any = doc_field(None, "for strategy custom: a list of one rank per layer, or a map pattern -> rank "
+                                  "(inline or a YAML/JSON file)")
+    extra: dict = doc_field(doc="probe results of data-driven strategies (set by the probe, never by users)",
+                            factory=dict)
+
+    USER_FIELDS = ("r", "r_base", "r_min", "r_max", "rounding", "custom")
 
     def __post_init__(self):
         _positive_int("r", self.r)

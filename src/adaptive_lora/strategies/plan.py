@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import UserError
 from .budget import match_budget, parse_budget, parse_budget_like
@@ -144,21 +144,48 @@ def make_plan(
     ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape."""
     params = params or StrategyParams()
     layout = layout.select(targets)
-    if strategy == "gradient_sensitivity":
-        # It allocates under the budget itself (water-filling), rather than being rescaled after.
+    if get_strategy(strategy).allocates_budget:
+        # It spends the budget itself (e.g. water-filling), rather than being rescaled after.
         target, source = _target(layout, params, budget, budget_like)
-        extra = {**params.extra, "budget": target}
-        params = StrategyParams(**{**params.to_dict(), "custom": params.custom}, extra=extra)
+        params = replace(params, extra={**params.extra, "budget": target})
         ranks = strategy_ranks(layout, strategy, params)
         return Plan(strategy, layout, ranks, params, target, source)
     shape = strategy_ranks(layout, strategy, params)
     if not any(shape.values()):
         raise UserError(f"strategy '{strategy}' leaves every targeted module without an adapter: check --targets")
-    if budget is not None and budget_like is not None:
-        raise UserError("give either budget or budget_like, not both")
     if budget is None and budget_like is None:
         return Plan(strategy, layout, shape, params)
     target, source = _target(layout, params, budget, budget_like)
     cost = {m.name: m.in_features + m.out_features for m in layout.modules}
     ranks = match_budget(cost, shape, target)
     return Plan(strategy, layout, ranks, params, target, source, shape)
+
+
+def plan_from_file(layout, path: str) -> Plan:
+    """Rebuild a saved plan (``plan.json`` of an earlier run, in :meth:`Plan.to_dict` format) on
+    ``layout``; every named module must exist in it."""
+    from .._io import read_json
+
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"plan_file '{path}' cannot be read ({exc}): give a plan.json written by an earlier run")
+    if isinstance(saved, dict) and isinstance(saved.get("plan"), dict):
+        saved = saved["plan"]  # a summary.json holds its realised plan under "plan"
+    modules = saved.get("modules") if isinstance(saved, dict) else None
+    if not isinstance(modules, list) or not modules:
+        raise UserError(f"plan_file '{path}' has no 'modules' list: give a plan.json written by an earlier run")
+    ranks = {}
+    for m in modules:
+        rank = m.get("rank") if isinstance(m, dict) else None
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or isinstance(rank, bool) \
+                or not isinstance(rank, int) or rank < 0:
+            raise UserError(f"plan_file '{path}': every module needs a 'name' and a non-negative integer 'rank', "
+                            f"got {m!r}")
+        ranks[m["name"]] = rank
+    missing = [n for n in ranks if n not in layout.by_name()]
+    if missing:
+        raise UserError(f"plan_file '{path}' does not fit this model (it has no module {missing[0]}): "
+                        "plan it on the same model")
+    sel = layout.select(list(ranks))
+    return Plan(saved.get("strategy", "custom"), sel, ranks, StrategyParams(), notes=(f"reused from {path}",))

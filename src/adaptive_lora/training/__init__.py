@@ -1,6 +1,9 @@
-"""One training run: config, loop, monitoring, stabilizers, AdaLoRA."""
+"""One training run, in stages: session, data, plan (and probe), method, fit, evaluate, summary.
 
-from .config import TrainConfig, load_train_config
-from .loop import train
+``train()`` in ``run.py`` reads as the list of those stages; ``fit.py`` is the loop.
+"""
 
-__all__ = ["TrainConfig", "load_train_config", "train"]
+from .config import RunMeta, TrainConfig, load_train_config
+from .run import train
+
+__all__ = ["RunMeta", "TrainConfig", "load_train_config", "train"]

@@ -17,24 +17,27 @@ from ..layout.discover import plain_name
 def adalora_config(cfg, layout_sel, total_steps: int):
     from peft import AdaLoraConfig
 
-    tinit = cfg.adalora_tinit if cfg.adalora_tinit is not None else max(0, int(0.1 * total_steps))
-    tfinal = cfg.adalora_tfinal if cfg.adalora_tfinal is not None else max(1, int(0.2 * total_steps))
+    from ..adapters import uses_fan_in_fan_out
+
+    a = cfg.adalora
+    tinit = a.adalora_tinit if a.adalora_tinit is not None else max(0, int(0.1 * total_steps))
+    tfinal = a.adalora_tfinal if a.adalora_tfinal is not None else max(1, int(0.2 * total_steps))
     if tinit + tfinal >= total_steps:
         raise UserError(
             f"AdaLoRA needs adalora_tinit + adalora_tfinal ({tinit} + {tfinal}) below the {total_steps} training steps: "
             "train longer or lower them"
         )
     return AdaLoraConfig(
-        init_r=cfg.adalora_init_r,
-        target_r=cfg.adalora_target_r,
+        init_r=a.adalora_init_r,
+        target_r=a.adalora_target_r,
         tinit=tinit,
         tfinal=tfinal,
-        deltaT=cfg.adalora_delta_t,
+        deltaT=a.adalora_delta_t,
         total_step=total_steps,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
+        lora_alpha=cfg.lora.lora_alpha,
+        lora_dropout=cfg.lora.lora_dropout,
         target_modules=[m.name for m in layout_sel.modules],
-        fan_in_fan_out=layout_sel.family == "gpt2",
+        fan_in_fan_out=uses_fan_in_fan_out(layout_sel),
         task_type="CAUSAL_LM",
     )
 
@@ -61,8 +64,3 @@ def realised_adalora_ranks(model, layout_sel, adapter: str = "default") -> dict:
         if isinstance(module, AdaLoraLayer) and adapter in module.lora_E:
             out[plain_name(name)] = int((module.lora_E[adapter].detach() != 0).sum())
     return out
-
-
-def update_and_allocate(model, step: int) -> None:
-    base = model.module if hasattr(model, "module") else model  # DDP wraps it
-    base.base_model.update_and_allocate(step)

@@ -1,23 +1,36 @@
-"""``TrainConfig``: every field of one training run, validated in ``__post_init__``.
+"""``TrainConfig``: one training run's settings, grouped by concern, flat in YAML.
 
-Defaults are the paper's (section 3.2.2) unless a comment says otherwise. Each error names the
-field and says what to change. ``from_dict`` refuses unknown keys, so a typo in a YAML file
-fails before any training.
+In code a config is a set of small typed groups (``cfg.input.model``, ``cfg.optim.lr``,
+``cfg.lora.lora_alpha``), each validating itself in ``__post_init__``. In YAML and on the
+command line (``--set lr=1e-4``) the keys stay flat, as users of LLaMA-Factory and axolotl
+expect: every key belongs to exactly one group (:data:`KEY_GROUP`), so ``from_dict`` routes it
+and ``to_dict`` flattens back. Unknown keys are refused with a suggestion, so a typo fails
+before any training.
+
+Every field carries a one-line doc (``metadata["doc"]``) that states what its default trades
+off; ``adaptive-lora train --help`` and the README list them by group. Defaults are the paper's
+(section 3.2.2) unless the doc says otherwise. Strategy parameters (``r``, ``r_base`` ...) are
+declared once, in :class:`~adaptive_lora.strategies.StrategyParams`, and reused here.
+
+Sweep bookkeeping (run id, group, variant, budget label) is not part of a training config: it
+travels beside it as :class:`RunMeta`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+from ..strategies.params import StrategyParams, doc_field as F
 
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "linear", "cosine")
 CLIPS = ("off", "fixed", "adaptive")
-METHODS = ("lora", "adalora")
 
 
 def _is_int(v) -> bool:
@@ -28,243 +41,355 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+class _Checks:
+    """Validation helpers shared by the groups: each error names the key and what to change."""
+
+    def _need(self, cond, name, what):
+        if not cond:
+            raise UserError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+    def _ints(self, names, low: int, what: str, optional: bool = False):
+        for name in names:
+            v = getattr(self, name)
+            ok = (optional and v is None) or (_is_int(v) and v >= low)
+            self._need(ok, name, ("null or " if optional else "") + what)
+
+    def _nums(self, names, ok, what: str, optional: bool = False):
+        for name in names:
+            v = getattr(self, name)
+            self._need((optional and v is None) or (_is_num(v) and ok(v)), name, ("null or " if optional else "") + what)
+
+    def _choice(self, name, choices):
+        if getattr(self, name) not in choices:
+            raise UserError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+
+    def _bools(self, names):
+        for name in names:
+            self._need(isinstance(getattr(self, name), bool), name, "true or false")
+
+
 @dataclass
-class TrainConfig:
-    # ---- model and data
-    model: str = "smollm2-135m"
-    """Hub id, local folder, or the alias ``smollm2-135m``."""
-    data: str = "default"
-    """``default`` (the embedded set), a local Alpaca JSON/JSONL path, or a datasets hub id."""
-    eval_size: Any = 100
-    """Held-out records: a count, or a fraction in (0, 1). Taken before ``max_train``."""
-    max_train: Any = 200
-    """Training examples after the split (the paper used 200); null = all the rest."""
-    max_eval: Any = None
-    data_seed: int = 0
-    """Seed of the shuffle and split; separate from ``seed`` so every seed sees the same eval set."""
-    max_length: int = 256
-    train_on: str = "response"
-    """``response``: loss on the answer only (prompt tokens masked); ``all``: every token."""
-    skip_bad_records: bool = False
+class InputConfig(_Checks):
+    """The base model and the data."""
 
-    # ---- rank plan
-    method: str = "lora"
-    """``lora`` (a static plan) or ``adalora`` (PEFT's AdaLoRA baseline)."""
-    strategy: str = "uniform"
-    r: int = 8
-    r_base: int = 16
-    r_min: int = 4
-    r_max: int = 32
-    rounding: str = "floor"
-    custom: Any = None
-    targets: Any = None
-    """Module names to adapt; null = the family's (GPT-2: c_attn,c_proj,c_fc; Llama: all seven)."""
-    budget: Any = None
-    budget_like: Any = None
-    budget_label: Any = None
-    plan_file: Any = None
-    """A saved plan (``plan.json``) to reuse instead of running the strategy."""
+    model: str = F("smollm2-135m", "hub id, local folder, or the alias smollm2-135m (the embedded default)")
+    data: str = F("default", "default (embedded set), a local Alpaca JSON/JSONL file, or a datasets hub id")
+    eval_size: Any = F(100, "held-out records (a count, or a fraction in (0, 1)); more = steadier eval, "
+                            "fewer training records; taken before max_train")
+    max_train: Any = F(200, "training records after the split (the paper: 200); null = all the rest")
+    max_eval: Any = F(None, "cap on eval records after the split; null = all of eval_size")
+    data_seed: int = F(0, "seed of the shuffle and split, apart from seed: every seed sees the same eval set")
+    max_length: int = F(256, "tokens per example; longer examples are truncated (costs time quadratically)")
+    train_on: str = F("response", "response: loss on the answer only (prompt masked); all: every token")
+    skip_bad_records: bool = F(False, "skip malformed records instead of failing (the count is reported)")
 
-    # ---- probes of the data-driven strategies (gradient_sensitivity, eva, adalora_derived)
-    probe_batches: int = 8
-    """gradient_sensitivity: batches of training data whose weight gradients are accumulated."""
-    probe_batch_size: Any = None
-    """Examples per probe batch; null = batch_size."""
-    eva_rho: float = 2.0
-    """eva: a module may get up to eva_rho x r (PEFT's rho)."""
-    eva_tau: float = 0.99
-    """eva: cosine-similarity threshold at which PEFT's incremental SVD counts as converged."""
-    eva_examples: int = 64
-    """eva: training examples the SVD cycles over (PEFT repeats them until convergence)."""
-    probe_steps: Any = None
-    """adalora_derived: optimizer steps of the AdaLoRA run; null = the run's own step count."""
-    plan_cache: Any = None
-    """Folder where probe results are kept and reused (a sweep sets <results>/plans)."""
-
-    # ---- LoRA
-    alpha_policy: str = "constant"
-    """``constant`` (paper: alpha 32 for all ranks), ``proportional`` (alpha = alpha_ratio * r) or ``rslora``."""
-    lora_alpha: float = 32.0
-    alpha_ratio: float = 2.0
-    lora_dropout: float = 0.1
-
-    # ---- optimisation
-    lr: float = 3e-4
-    epochs: int = 3
-    max_steps: Any = None
-    """Stop after this many optimizer steps (null = run all epochs)."""
-    batch_size: int = 8
-    """Examples per micro-batch, summed over processes (the global micro-batch)."""
-    grad_accum: int = 4
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0
-    clip: str = "off"
-    """``off`` (the paper), ``fixed`` (to ``clip_norm``) or ``adaptive`` (to ``clip_factor`` x running mean)."""
-    clip_norm: float = 1.0
-    clip_factor: float = 2.0
-    clip_beta: float = 0.9
-    """EMA coefficient of the running grad-norm statistic for adaptive clipping."""
-    lr_rank_power: float = 0.0
-    """Per-module lr = lr * (lr_rank_ref / r) ** power; 0 disables."""
-    lr_rank_ref: Any = None
-    """Reference rank for ``lr_rank_power``; null = r_base."""
-    layer_lr: Any = None
-    """Per-layer lr multipliers: a list of L numbers or a map {layer: multiplier}."""
-    loraplus_ratio: Any = None
-    """LoRA+: the B matrices train with lr * ratio (e.g. 16); null disables."""
-    precision: str = "auto"
-    """``auto``: bf16 autocast on GPUs and on CPUs with native bf16, else fp32."""
-    seed: int = 0
-    group_by_length: bool = True
-    """Batch examples of similar length: less padding, same examples per epoch."""
-
-    # ---- evaluation and logging
-    eval_every: int = 0
-    """Evaluate every N optimizer steps (0 = only before and after training)."""
-    eval_batch_size: int = 16
-    generate_samples: int = 0
-    """Greedy-generate this many eval prompts into samples.jsonl at the end."""
-    max_new_tokens: int = 64
-    loss_spike: Any = None
-    """Mark the run diverged when the step loss exceeds this (null = only NaN/Inf)."""
-    progress: bool = True
-
-    # ---- AdaLoRA (method: adalora)
-    adalora_init_r: int = 12
-    adalora_target_r: int = 8
-    adalora_tinit: Any = None
-    """Steps before pruning starts; null = 10 % of the steps."""
-    adalora_tfinal: Any = None
-    """Final steps with a frozen budget; null = 20 % of the steps."""
-    adalora_delta_t: int = 1
-
-    # ---- bookkeeping (set by the sweep runner)
-    output_dir: str = "runs/train"
-    run_id: Any = None
-    group: Any = None
-    variant: Any = None
-    fault_nan_step: Any = None
-    """Testing aid: poison the gradient of one LoRA module at this optimizer step."""
-
-    # ------------------------------------------------------------------ validation
     def __post_init__(self):
-        def need(cond, name, what):
-            if not cond:
-                raise UserError(f"{name} must be {what}, got {getattr(self, name)!r}")
-
-        for name in ("model", "data", "output_dir"):
-            need(isinstance(getattr(self, name), str) and getattr(self, name).strip(), name, "a non-empty string")
-        for name in ("max_length", "epochs", "batch_size", "grad_accum", "eval_batch_size", "r", "r_base",
-                     "r_min", "r_max", "adalora_init_r", "adalora_target_r", "adalora_delta_t"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "a positive integer")
-        for name in ("seed", "data_seed", "warmup_steps", "eval_every", "generate_samples", "max_new_tokens"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative integer")
-        need(_is_int(self.probe_batches) and self.probe_batches >= 1, "probe_batches", "a positive integer")
-        need(_is_int(self.eva_examples) and self.eva_examples >= 1, "eva_examples", "a positive integer")
-        need(_is_num(self.eva_rho) and self.eva_rho >= 1, "eva_rho", "a number >= 1")
-        need(_is_num(self.eva_tau) and 0 < self.eva_tau <= 1, "eva_tau", "a number in (0, 1]")
-        for name in ("probe_batch_size", "probe_steps"):
-            v = getattr(self, name)
-            need(v is None or (_is_int(v) and v >= 1), name, "null or a positive integer")
-        need(self.plan_cache is None or isinstance(self.plan_cache, str), "plan_cache", "null or a folder path")
-        for name in ("max_train", "max_eval", "max_steps", "fault_nan_step"):
-            v = getattr(self, name)
-            need(v is None or (_is_int(v) and v >= 1), name, "null or a positive integer")
-        for name in ("adalora_tinit", "adalora_tfinal"):
-            v = getattr(self, name)
-            need(v is None or (_is_int(v) and v >= 0), name, "null or a non-negative integer")
-        need(self.max_length >= 8, "max_length", "at least 8")
+        for name in ("model", "data"):
+            self._need(isinstance(getattr(self, name), str) and getattr(self, name).strip(), name, "a non-empty string")
+        self._ints(("max_length",), 8, "an integer >= 8")
+        self._ints(("data_seed",), 0, "a non-negative integer")
+        self._ints(("max_train", "max_eval"), 1, "a positive integer", optional=True)
         e = self.eval_size
-        need((_is_int(e) and e >= 1) or (isinstance(e, float) and 0 < e < 1), "eval_size", "a count >= 1 or a fraction in (0, 1)")
-        for name in ("lr", "lora_alpha", "alpha_ratio", "clip_norm", "clip_factor"):
-            need(_is_num(getattr(self, name)) and getattr(self, name) > 0, name, "a positive number")
-        for name in ("weight_decay", "lr_rank_power"):
-            need(_is_num(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative number")
-        need(_is_num(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)")
-        need(_is_num(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "warmup_ratio", "a number in [0, 1)")
-        for name in ("adam_beta1", "adam_beta2", "clip_beta"):
-            need(_is_num(getattr(self, name)) and 0 <= getattr(self, name) < 1, name, "a number in [0, 1)")
-        need(self.loraplus_ratio is None or (_is_num(self.loraplus_ratio) and self.loraplus_ratio > 0),
-             "loraplus_ratio", "null or a positive number")
-        need(self.loss_spike is None or (_is_num(self.loss_spike) and self.loss_spike > 0), "loss_spike",
-             "null or a positive number")
-        need(self.lr_rank_ref is None or (_is_int(self.lr_rank_ref) and self.lr_rank_ref >= 1), "lr_rank_ref",
-             "null or a positive integer")
-        for name, choices in (("precision", PRECISIONS), ("lr_schedule", SCHEDULES), ("clip", CLIPS),
-                              ("method", METHODS), ("train_on", ("response", "all"))):
-            if getattr(self, name) not in choices:
-                raise UserError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        for name in ("skip_bad_records", "group_by_length", "progress"):
-            need(isinstance(getattr(self, name), bool), name, "true or false")
+        self._need((_is_int(e) and e >= 1) or (isinstance(e, float) and 0 < e < 1), "eval_size",
+                   "a count >= 1 or a fraction in (0, 1)")
+        self._choice("train_on", ("response", "all"))
+        self._bools(("skip_bad_records",))
+
+
+@dataclass
+class PlanConfig(_Checks):
+    """Which modules get which rank (the strategy's own parameters are in StrategyParams)."""
+
+    method: str = F("lora", "lora (a static rank plan) or adalora (PEFT's AdaLoRA baseline, ranks set in training)")
+    strategy: str = F("uniform", "rank-allocation strategy; see 'adaptive-lora strategies'")
+    targets: Any = F(None, "module names to adapt (list or comma-separated); null = the family's default set")
+    budget: Any = F(None, "rescale the strategy's shape to this many LoRA parameters (e.g. 3.1M)")
+    budget_like: Any = F(None, "rescale to another plan's parameter count, e.g. uniform:8 (equal-budget studies)")
+    plan_file: Any = F(None, "reuse a saved plan.json instead of running the strategy (no probe)")
+
+    def __post_init__(self):
+        from ..training.methods import METHODS
+
+        self._choice("method", tuple(METHODS))
         if isinstance(self.targets, str):
             self.targets = [t.strip() for t in self.targets.split(",") if t.strip()]
-        need(self.targets is None or (isinstance(self.targets, list) and all(isinstance(t, str) for t in self.targets)),
-             "targets", "null, a list of module names, or a comma-separated string")
+        self._need(self.targets is None or (isinstance(self.targets, list) and all(isinstance(t, str) for t in self.targets)),
+                   "targets", "null, a list of module names, or a comma-separated string")
         if self.budget is not None and self.budget_like is not None:
             raise UserError("budget and budget_like are both set: keep one")
+        self._need(self.plan_file is None or isinstance(self.plan_file, str), "plan_file", "null or a file path")
+
+
+@dataclass
+class ProbeConfig(_Checks):
+    """Measurements the data-driven strategies take before training (cached, shared by seeds)."""
+
+    probe_batches: int = F(8, "gradient_sensitivity: batches whose weight gradients are accumulated; more = "
+                              "steadier spectra, longer probe")
+    probe_batch_size: Any = F(None, "examples per probe batch; null = batch_size")
+    eva_rho: float = F(2.0, "eva: a module may get up to eva_rho x r (PEFT's rho); higher = more uneven ranks")
+    eva_tau: float = F(0.99, "eva: cosine similarity at which PEFT's incremental SVD counts as converged")
+    eva_examples: int = F(64, "eva: training examples the SVD cycles over (PEFT repeats them until convergence)")
+    probe_steps: Any = F(None, "adalora_derived: optimizer steps of the AdaLoRA probe; null = the run's own")
+    plan_cache: Any = F(None, "folder where probe results are kept and reused (a sweep sets <results>/plans)")
+
+    def __post_init__(self):
+        self._ints(("probe_batches", "eva_examples"), 1, "a positive integer")
+        self._ints(("probe_batch_size", "probe_steps"), 1, "a positive integer", optional=True)
+        self._nums(("eva_rho",), lambda v: v >= 1, "a number >= 1")
+        self._nums(("eva_tau",), lambda v: 0 < v <= 1, "a number in (0, 1]")
+        self._need(self.plan_cache is None or isinstance(self.plan_cache, str), "plan_cache", "null or a folder path")
+
+
+@dataclass
+class LoraSettings(_Checks):
+    """How each adapter scales its update (alpha policy) and its dropout."""
+
+    alpha_policy: str = F("constant", "constant (paper: alpha at every rank, so scaling alpha/r differs per "
+                                      "module), proportional (alpha = alpha_ratio * r) or rslora (alpha/sqrt(r))")
+    lora_alpha: float = F(32.0, "alpha of the constant and rslora policies (the paper's 32)")
+    alpha_ratio: float = F(2.0, "proportional policy: alpha = alpha_ratio * r, the same scaling everywhere")
+    lora_dropout: float = F(0.1, "dropout on the adapter input (the paper's 0.1); 0 is faster and deterministic")
+
+    def __post_init__(self):
+        from ..adapters.lora_config import ALPHA_POLICIES
+
+        self._choice("alpha_policy", tuple(ALPHA_POLICIES))
+        self._nums(("lora_alpha", "alpha_ratio"), lambda v: v > 0, "a positive number")
+        self._nums(("lora_dropout",), lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+@dataclass
+class OptimConfig(_Checks):
+    """The optimizer, the schedule, batching and precision."""
+
+    lr: float = F(3e-4, "AdamW learning rate (the paper's 3e-4)")
+    epochs: int = F(3, "passes over the training records (the paper: 3)")
+    max_steps: Any = F(None, "stop after this many optimizer steps; null = all epochs")
+    batch_size: int = F(8, "examples per micro-batch, summed over processes (the global micro-batch)")
+    grad_accum: int = F(4, "micro-batches per optimizer step (paper: 4, effective batch 32); fewer = more steps")
+    weight_decay: float = F(0.0, "AdamW weight decay on the adapters; 0 as in the paper")
+    adam_beta1: float = F(0.9, "AdamW beta1")
+    adam_beta2: float = F(0.999, "AdamW beta2")
+    lr_schedule: str = F("constant", "constant (the paper names none), linear or cosine decay to 0")
+    precision: str = F("auto", "auto: bf16 autocast on GPUs and CPUs with native bf16, else fp32; fp32 is "
+                               "exact and slower; bf16 forces autocast")
+    seed: int = F(0, "seed of adapter initialisation, dropout and batch order")
+    group_by_length: bool = F(True, "batch examples of similar length: less padding, same examples per epoch")
+
+    def __post_init__(self):
+        self._ints(("epochs", "batch_size", "grad_accum"), 1, "a positive integer")
+        self._ints(("max_steps",), 1, "a positive integer", optional=True)
+        self._ints(("seed",), 0, "a non-negative integer")
+        self._nums(("lr",), lambda v: v > 0, "a positive number")
+        self._nums(("weight_decay",), lambda v: v >= 0, "a non-negative number")
+        self._nums(("adam_beta1", "adam_beta2"), lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self._choice("lr_schedule", SCHEDULES)
+        self._choice("precision", PRECISIONS)
+        self._bools(("group_by_length",))
+
+
+@dataclass
+class StabilizerConfig(_Checks):
+    """The remedies the paper proposed but did not run; each off by default (the paper's setting)."""
+
+    warmup_steps: int = F(0, "linear lr warmup over this many steps (0 = none, the paper)")
+    warmup_ratio: float = F(0.0, "warmup as a fraction of the steps, used when warmup_steps is 0")
+    clip: str = F("off", "off (the paper), fixed (to clip_norm) or adaptive (clip_factor x running mean norm)")
+    clip_norm: float = F(1.0, "fixed clipping: the global gradient-norm cap")
+    clip_factor: float = F(2.0, "adaptive clipping: cap at this multiple of the running mean norm")
+    clip_beta: float = F(0.9, "adaptive clipping: EMA coefficient of the running norm; higher = slower to follow")
+    lr_rank_power: float = F(0.0, "per-module lr = lr * (lr_rank_ref / r) ** power; 0 disables")
+    lr_rank_ref: Any = F(None, "reference rank of lr_rank_power; null = r_base")
+    layer_lr: Any = F(None, "per-layer lr multipliers: a list of L numbers or a map {layer: multiplier}")
+    loraplus_ratio: Any = F(None, "LoRA+: B matrices train at lr * ratio (e.g. 16); null disables")
+
+    def __post_init__(self):
+        self._ints(("warmup_steps",), 0, "a non-negative integer")
+        self._ints(("lr_rank_ref",), 1, "a positive integer", optional=True)
+        self._nums(("warmup_ratio", "clip_beta"), lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self._nums(("clip_norm", "clip_factor"), lambda v: v > 0, "a positive number")
+        self._nums(("lr_rank_power",), lambda v: v >= 0, "a non-negative number")
+        self._nums(("loraplus_ratio",), lambda v: v > 0, "a positive number", optional=True)
+        self._choice("clip", CLIPS)
         if self.layer_lr is not None:
-            ok = isinstance(self.layer_lr, list) and all(_is_num(v) and v > 0 for v in self.layer_lr)
-            ok = ok or (isinstance(self.layer_lr, dict) and all(_is_int(k) and _is_num(v) and v > 0
-                                                                for k, v in self.layer_lr.items()))
-            need(ok, "layer_lr", "null, a list of positive multipliers (one per layer) or a map {layer: multiplier}")
-        if self.method == "adalora" and self.adalora_target_r > self.adalora_init_r:
+            v = self.layer_lr
+            ok = isinstance(v, list) and all(_is_num(x) and x > 0 for x in v)
+            ok = ok or (isinstance(v, dict) and all(_is_int(k) and _is_num(x) and x > 0 for k, x in v.items()))
+            self._need(ok, "layer_lr", "null, a list of positive multipliers (one per layer) or a map {layer: multiplier}")
+
+
+@dataclass
+class EvalConfig(_Checks):
+    """Held-out evaluation and what is logged."""
+
+    eval_every: int = F(0, "evaluate every N optimizer steps (0 = before and after training only); each eval "
+                           "costs a pass over the eval set")
+    eval_batch_size: int = F(16, "examples per eval batch; larger is faster until memory runs out")
+    generate_samples: int = F(0, "greedy-generate this many eval prompts into samples.jsonl at the end")
+    max_new_tokens: int = F(64, "tokens generated per sample")
+    loss_spike: Any = F(None, "mark the run diverged when the step loss exceeds this (null = only NaN/Inf)")
+
+    def __post_init__(self):
+        self._ints(("eval_batch_size",), 1, "a positive integer")
+        self._ints(("eval_every", "generate_samples", "max_new_tokens"), 0, "a non-negative integer")
+        self._nums(("loss_spike",), lambda v: v > 0, "a positive number", optional=True)
+
+
+@dataclass
+class AdaLoraSettings(_Checks):
+    """PEFT's AdaLoRA (method: adalora, and the adalora_derived probe)."""
+
+    adalora_init_r: int = F(12, "rank every module starts at before pruning")
+    adalora_target_r: int = F(8, "average rank AdaLoRA prunes towards")
+    adalora_tinit: Any = F(None, "steps before pruning starts; null = 10 % of the steps")
+    adalora_tfinal: Any = F(None, "final steps with a frozen budget; null = 20 % of the steps")
+    adalora_delta_t: int = F(1, "steps between two budget updates")
+
+    def __post_init__(self):
+        self._ints(("adalora_init_r", "adalora_target_r", "adalora_delta_t"), 1, "a positive integer")
+        self._ints(("adalora_tinit", "adalora_tfinal"), 0, "a non-negative integer", optional=True)
+        if self.adalora_target_r > self.adalora_init_r:
             raise UserError("adalora_target_r is larger than adalora_init_r: lower the target or raise init_r")
-        # Strategy parameters are checked by the strategies package itself (one place).
-        self.strategy_params()
 
-    # ------------------------------------------------------------------ helpers
-    def strategy_params(self):
-        from ..strategies import StrategyParams, get_strategy
 
-        get_strategy(self.strategy)
-        return StrategyParams(r=self.r, r_base=self.r_base, r_min=self.r_min, r_max=self.r_max,
-                              rounding=self.rounding, custom=self.custom)
+@dataclass
+class OutputConfig(_Checks):
+    """Where results go and what the terminal shows (neither changes a result)."""
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+    output_dir: str = F("runs/train", "folder of config.yaml, plan.json, metrics.jsonl, summary.json, adapter/")
+    progress: bool = F(True, "show a progress bar (display only)")
 
+    def __post_init__(self):
+        self._need(isinstance(self.output_dir, str) and self.output_dir.strip(), "output_dir", "a non-empty string")
+        self._bools(("progress",))
+
+
+# attribute name on TrainConfig -> group class, in the order the help text lists them
+GROUPS: dict[str, type] = {
+    "input": InputConfig,
+    "plan": PlanConfig,
+    "params": StrategyParams,
+    "probe": ProbeConfig,
+    "lora": LoraSettings,
+    "optim": OptimConfig,
+    "stabilize": StabilizerConfig,
+    "eval": EvalConfig,
+    "adalora": AdaLoraSettings,
+    "output": OutputConfig,
+}
+
+
+def _user_fields(cls) -> list[dataclasses.Field]:
+    names = getattr(cls, "USER_FIELDS", None)
+    return [f for f in dataclasses.fields(cls) if names is None or f.name in names]
+
+
+def keys_of(*groups: str) -> tuple[str, ...]:
+    """The flat keys of some groups, e.g. for a cache key's list of keys that cannot matter."""
+    return tuple(f.name for g in groups for f in _user_fields(GROUPS[g]))
+
+
+KEY_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in _user_fields(cls)}
+assert len(KEY_GROUP) == sum(len(_user_fields(c)) for c in GROUPS.values()), "a key is in two groups"
+
+# Keys that change what the terminal shows or where files go, never a result: left out of every
+# config hash, so that e.g. --set progress=false does not make a finished sweep look stale.
+DISPLAY_ONLY = ("progress", "output_dir")
+
+
+@dataclass
+class TrainConfig:
+    """A validated training config: one attribute per group (see :data:`GROUPS`)."""
+
+    input: InputConfig = dataclasses.field(default_factory=InputConfig)
+    plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
+    params: StrategyParams = dataclasses.field(default_factory=StrategyParams)
+    probe: ProbeConfig = dataclasses.field(default_factory=ProbeConfig)
+    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    stabilize: StabilizerConfig = dataclasses.field(default_factory=StabilizerConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    adalora: AdaLoraSettings = dataclasses.field(default_factory=AdaLoraSettings)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    def __post_init__(self):
+        from ..strategies import get_strategy
+
+        get_strategy(self.plan.strategy)  # an unknown strategy fails here, with the list
+
+    # ------------------------------------------------------------------ flat <-> grouped
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainConfig":
+        """Flat ``{key: value}`` (YAML, ``--set``) -> a validated config."""
         d = dict(d or {})
-        unknown = sorted(set(d) - set(cls.field_names()))
+        unknown = sorted(set(d) - set(KEY_GROUP))
         if unknown:
             import difflib
 
-            hints = [difflib.get_close_matches(k, cls.field_names(), n=1) for k in unknown]
+            hints = [difflib.get_close_matches(k, list(KEY_GROUP), n=1) for k in unknown]
             hint = "; ".join(f"'{k}' (did you mean '{h[0]}'?)" if h else f"'{k}'" for k, h in zip(unknown, hints))
-            raise UserError(f"unknown config key {hint}: see the fields of TrainConfig in the docs")
-        # YAML reads 3e-4 as a string; accept numeric strings for float fields.
-        for f in dataclasses.fields(cls):
-            if f.name in d and isinstance(d[f.name], str) and f.type in ("float", float):
-                try:
-                    d[f.name] = float(d[f.name])
-                except ValueError:
-                    raise UserError(f"{f.name} must be a number, got {d[f.name]!r}") from None
-        # Ints written as 1.0 in YAML stay floats: that is a user error, caught by validation.
-        return cls(**d)
+            raise UserError(f"unknown config key {hint}: 'adaptive-lora train --help' lists the keys")
+        per_group: dict[str, dict] = {g: {} for g in GROUPS}
+        for key, value in d.items():
+            per_group[KEY_GROUP[key]][key] = _coerce_float(GROUPS[KEY_GROUP[key]], key, value)
+        return cls(**{g: GROUPS[g](**kw) for g, kw in per_group.items()})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Flat ``{key: value}`` of every user key, in group order (what config.yaml holds)."""
+        return {f.name: getattr(getattr(self, g), f.name) for g, cls in GROUPS.items() for f in _user_fields(cls)}
+
+    def replace(self, **flat) -> "TrainConfig":
+        """A copy with some flat keys changed, validated again."""
+        return TrainConfig.from_dict({**self.to_dict(), **flat})
+
+    def strategy_params(self, **extra) -> StrategyParams:
+        return dataclasses.replace(self.params, extra=extra) if extra else self.params
+
+    def cache_key(self, kind: str, ignore: tuple[str, ...], extra: dict | None = None) -> str:
+        """``kind-<hash>`` of the whole resolved config minus ``ignore`` (keys that cannot change
+        the cached value; each caller lists and comments its own) and the display-only keys."""
+        blob = {k: v for k, v in self.to_dict().items() if k not in ignore and k not in DISPLAY_ONLY}
+        text = json.dumps({"kind": kind, "config": blob, "extra": extra or {}}, sort_keys=True, default=str)
+        return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    @staticmethod
+    def keys_by_group() -> dict[str, list[tuple[str, Any, str]]]:
+        """``{group: [(key, default, doc), ...]}`` for the help text and the README."""
+        out = {}
+        for g, cls in GROUPS.items():
+            rows = []
+            for f in _user_fields(cls):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                rows.append((f.name, default, f.metadata.get("doc", "")))
+            out[g] = rows
+        return out
+
+
+def _coerce_float(cls, key: str, value):
+    """YAML 1.1 reads ``3e-4`` as a string; accept numeric strings for float fields."""
+    ftype = {f.name: f.type for f in dataclasses.fields(cls)}.get(key)
+    if isinstance(value, str) and ftype in ("float", float):
+        try:
+            return float(value)
+        except ValueError:
+            raise UserError(f"{key} must be a number, got {value!r}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """Who a run is within a sweep: bookkeeping for reports, never an input of training."""
+
+    run_id: str | None = None
+    group: str | None = None
+    variant: str | None = None
+    budget_label: str | None = None
 
 
 def load_train_config(path: str | None, overrides: dict | None = None) -> TrainConfig:
     """YAML file (optional) + ``--set`` overrides -> validated config."""
-    from ..experiments.overrides import apply_overrides, yaml_load
+    from ..overrides import apply_overrides, read_yaml_mapping
 
-    base: dict = {}
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                base = yaml_load(f.read()) or {}
-        except FileNotFoundError:
-            raise UserError(f"config file '{path}' does not exist: give a YAML file") from None
-        except Exception as exc:  # yaml errors
-            raise UserError(f"config file '{path}' is not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(base, dict):
-            raise UserError(f"config file '{path}' must hold a mapping of field: value")
+    base = read_yaml_mapping(path, "config file") if path else {}
     return TrainConfig.from_dict(apply_overrides(base, overrides or {}))

@@ -1,34 +1,80 @@
-"""Probes for the data-driven strategies: measure the model on the task before training.
+"""Probes of the data-driven strategies: measure the model on the task before planning.
 
-Each probe returns plain data (spectra or ranks) for a pure strategy function, plus its cost
-(time, peak memory, batches), which goes into the run's summary. Probe batches are drawn with
-``data_seed``, not the training seed, so every seed of a sweep shares one probe and its cached
-result (``plan_cache``): the plan differs between strategies, never between seeds.
+A strategy names its probe in the registry (``Strategy.probe``); this module maps probe names to
+measurements and knows no strategy names. Each probe returns plain data for the pure strategy
+function (``params.extra``) plus its cost (time, peak memory, batches) for the summary.
+
+Probe batches are drawn with ``data_seed``, not the training seed, so every seed of a sweep
+shares one probe. Results are cached in ``plan_cache`` under a key that hashes the whole
+resolved config minus the keys each probe declares it cannot depend on (commented below): a
+changed field that *can* matter always misses the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from .. import _io
-from ..evaluation.metrics import scored_loss_sum
+from ..evaluation import scored_loss_sum
+from .config import keys_of
+from .prepare import scored_predictions
 
-PROBE_VERSION = 1  # bump when a probe's definition changes, so old cache entries are not reused
+PROBE_VERSION = 2  # bump when a probe's definition changes, so old cache entries are not reused
 
 
-def probe_key(cfg, kind: str, extra: dict) -> str:
-    """Cache key: everything the probe's result depends on, nothing it does not (not the seed)."""
-    fields = {k: getattr(cfg, k) for k in ("model", "data", "data_seed", "eval_size", "max_train", "max_length",
-                                           "train_on", "targets", "skip_bad_records")}
-    blob = json.dumps({"v": PROBE_VERSION, "kind": kind, **fields, **extra}, sort_keys=True, default=str)
-    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+# Keys no probe reads: the training seed (probes use data_seed), where results and caches go,
+# what is evaluated or generated after training, and how the strategy turns the measurement into
+# ranks (the allocation runs after the probe, on the cached measurement).
+NEVER_READ = ("seed", "plan_cache", "plan_file", "strategy", "r_base", "r_min", "rounding", "custom", "budget",
+              "budget_like") + keys_of("eval")
+
+
+@dataclass
+class ProbeContext:
+    """What a probe may use: the run's config, session, data, base model and target layout."""
+
+    cfg: object
+    session: object
+    data: object
+    model: object
+    layout: object  # the full layout
+    sel: object  # the layout restricted to the targets
+    out_dir: Path | None
+
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.probe.probe_batch_size or self.cfg.optim.batch_size
+
+
+@dataclass(frozen=True)
+class Probe:
+    fn: Callable  # (ProbeContext) -> (extra: dict, info: dict)
+    ignore: tuple  # keys this probe cannot depend on, beyond NEVER_READ
+
+
+PROBES: dict[str, Probe] = {}
+
+
+def register_probe(name: str, ignore: tuple):
+    def wrap(fn):
+        PROBES[name] = Probe(fn, tuple(ignore))
+        return fn
+
+    return wrap
+
+
+def run_probe(name: str, ctx: ProbeContext) -> tuple[dict, dict]:
+    """(extra for StrategyParams, info for the summary), from ``plan_cache`` when it holds it."""
+    probe = PROBES[name]
+    key = ctx.cfg.cache_key(name, NEVER_READ + probe.ignore,
+                            {"v": PROBE_VERSION, "amp": ctx.session.precision, "world": ctx.session.world})
+    return cached(ctx.cfg.probe.plan_cache, key, lambda: probe.fn(ctx))
 
 
 def cached(cache_dir, key: str, compute):
@@ -43,27 +89,30 @@ def cached(cache_dir, key: str, compute):
     return result, {**info, "cached": False}
 
 
-def _probe_batches(examples, batch_size: int, n_batches: int, seed: int) -> list[list[int]]:
-    order = list(range(len(examples)))
+def _probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) -> list[list[int]]:
+    order = list(range(n_examples))
     random.Random(f"probe/{seed}").shuffle(order)
     order = order[: batch_size * n_batches]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def gradient_spectra(model, layout_sel, examples, collate, batch_size: int, n_batches: int, seed: int,
-                     device, amp, max_rank: int) -> tuple[dict, dict]:
-    """Squared singular values (top ``max_rank``) of each target module's weight gradient,
-    accumulated over ``n_batches`` batches of the training split (token-weighted mean loss).
+# The gradient probe reads the data, the targets, probe_batches/probe_batch_size (or batch_size),
+# r_max (how many singular values are kept) and the precision. No adapter exists during it and no
+# optimizer step is taken.
+@register_probe("gradient_spectra", ignore=keys_of("lora", "stabilize", "adalora")
+                + ("method", "r", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1",
+                   "adam_beta2", "lr_schedule", "group_by_length", "eva_rho", "eva_tau", "eva_examples",
+                   "probe_steps"))
+def gradient_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Squared singular values (top ``r_max``) of each target module's weight gradient,
+    accumulated over ``probe_batches`` batches of the training split (token-weighted mean loss).
 
     The base model is used as is (no adapter): its weight gradient is what a LoRA update of
     that module would follow at the start of training.
     """
     t0 = time.perf_counter()
-    targets = {m.name for m in layout_sel.modules}
+    model, session, examples = ctx.model, ctx.session, ctx.data.train
+    targets = {m.name for m in ctx.sel.modules}
     weights = {}
     for p in model.parameters():
         p.requires_grad_(False)
@@ -71,103 +120,96 @@ def gradient_spectra(model, layout_sel, examples, collate, batch_size: int, n_ba
         if name in targets:
             mod.weight.requires_grad_(True)
             weights[name] = mod.weight
-    batches = _probe_batches(examples, batch_size, n_batches, seed)
-    total_scored = sum(sum(1 for t in examples[i]["labels"][1:] if t != -100) for b in batches for i in b)
-    was_training = model.training
+    batches = _probe_batches(len(examples), ctx.batch_size, ctx.cfg.probe.probe_batches, ctx.cfg.input.data_seed)
+    total_scored = sum(scored_predictions(examples[i]) for b in batches for i in b)
     model.eval()  # no dropout: the probe measures the model, not a noisy copy of it
     for b in batches:
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in b]).items()}
-        with torch.autocast(device_type=device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        batch = {k: v.to(session.device) for k, v in ctx.data.collate([examples[i] for i in b]).items()}
+        with session.autocast():
             loss, _ = scored_loss_sum(model, batch)
         (loss / max(total_scored, 1)).backward()
     spectra = {}
     for name, w in weights.items():
-        g = w.grad.detach().float()
-        s = torch.linalg.svdvals(g)[:max_rank]
+        s = torch.linalg.svdvals(w.grad.detach().float())[: ctx.cfg.params.r_max]
         spectra[name] = [float(x) ** 2 for x in s]
         w.grad = None
         w.requires_grad_(False)
-    model.train(was_training)
-    info = {"probe": "gradient_spectra", "batches": len(batches), "batch_size": batch_size,
-            "scored_tokens": total_scored, "time_s": time.perf_counter() - t0, "peak_memory_mb": _rss_mb(),
+    info = {"probe": "gradient_spectra", "batches": len(batches), "batch_size": ctx.batch_size,
+            "scored_tokens": total_scored, "time_s": time.perf_counter() - t0,
+            "peak_memory_mb": session.peak_memory_mb(),
             "measure": "squared singular values of the accumulated weight gradient dL/dW per module"}
-    return spectra, info
+    return {"spectra": spectra}, info
 
 
-def eva_ranks(model, layout_sel, examples, collate, batch_size: int, r: int, rho: float, tau: float,
-              seed: int, device, n_examples: int) -> tuple[dict, dict]:
+# EVA reads the data, the targets, r (its total is r x modules), eva_rho/eva_tau/eva_examples and
+# the probe batch size. It runs forward passes of the base model only.
+@register_probe("eva_ranks", ignore=keys_of("lora", "stabilize", "adalora")
+                + ("method", "r_max", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1",
+                   "adam_beta2", "lr_schedule", "group_by_length", "probe_batches", "probe_steps"))
+def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """PEFT's EVA rank redistribution: incremental SVD of each module's inputs until the top
-    components converge (cosine similarity >= ``tau``), then ranks by explained variance within
-    a total of r x modules, each at most rho x r. Only the ranks are kept; LoRA is initialised as
-    usual, so the comparison is about where the ranks go."""
+    components converge (cosine similarity >= ``eva_tau``), then ranks by explained variance
+    within a total of r x modules, each at most rho x r. Only the ranks are kept; LoRA is
+    initialised as usual, so the comparison is about where the ranks go."""
     from peft import EvaConfig, LoraConfig
     from peft.tuners.lora.eva import get_eva_state_dict
 
+    from ..adapters import uses_fan_in_fan_out
+
     t0 = time.perf_counter()
+    cfg, session, examples = ctx.cfg, ctx.session, ctx.data.train
     order = list(range(len(examples)))
-    random.Random(f"eva/{seed}").shuffle(order)
-    order = order[:n_examples]
-    loader = [{k: v.to(device) for k, v in collate([examples[i] for i in order[j:j + batch_size]]).items()}
-              for j in range(0, len(order), batch_size)]
-    config = LoraConfig(r=r, target_modules=[m.name for m in layout_sel.modules], init_lora_weights="eva",
-                        eva_config=EvaConfig(rho=rho, tau=tau), fan_in_fan_out=layout_sel.family == "gpt2")
-    state = get_eva_state_dict(model, loader, peft_config=config, show_progress_bar=False)
+    random.Random(f"eva/{cfg.input.data_seed}").shuffle(order)
+    order = order[: cfg.probe.eva_examples]
+    bs = ctx.batch_size
+    loader = [{k: v.to(session.device) for k, v in ctx.data.collate([examples[i] for i in order[j:j + bs]]).items()}
+              for j in range(0, len(order), bs)]
+    config = LoraConfig(r=cfg.params.r, target_modules=[m.name for m in ctx.sel.modules], init_lora_weights="eva",
+                        eva_config=EvaConfig(rho=cfg.probe.eva_rho, tau=cfg.probe.eva_tau),
+                        fan_in_fan_out=uses_fan_in_fan_out(ctx.sel))
+    state = get_eva_state_dict(ctx.model, loader, peft_config=config, show_progress_bar=False)
     ranks = {}
-    for name in (m.name for m in layout_sel.modules):
+    for name in (m.name for m in ctx.sel.modules):
         comp = state.get(name)
         ranks[name] = int(comp.shape[0]) if comp is not None else 0
-    info = {"probe": "eva", "examples": len(order), "batch_size": batch_size, "rho": rho, "tau": tau,
-            "time_s": time.perf_counter() - t0, "peak_memory_mb": _rss_mb(),
+    info = {"probe": "eva", "examples": len(order), "batch_size": bs, "rho": cfg.probe.eva_rho,
+            "tau": cfg.probe.eva_tau, "time_s": time.perf_counter() - t0, "peak_memory_mb": session.peak_memory_mb(),
             "measure": "ranks from PEFT's EVA explained-variance redistribution of module inputs"}
-    return ranks, info
+    return {"ranks": ranks}, info
 
 
-def probe_plan_params(cfg, model, layout, train_ex, collate, device, amp, accelerator, out_dir: Path):
-    """Run (or reuse from ``cfg.plan_cache``) the probe that ``cfg.strategy`` needs and return
-    the ``StrategyParams`` holding its result, plus the probe's cost for the summary."""
-    from dataclasses import replace
+# The AdaLoRA probe is a short training run: it reads nearly everything. It cannot depend on how
+# its final ranks are allocated afterwards (NEVER_READ), on the alpha policies it does not use
+# (AdaLoRA scales by lora_alpha), or on the other probes' settings.
+@register_probe("adalora_ranks", ignore=("alpha_policy", "alpha_ratio", "r_max", "probe_batches",
+                                         "probe_batch_size", "eva_rho", "eva_tau", "eva_examples"))
+def adalora_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Final per-module ranks of a short AdaLoRA run on the already-loaded base model.
 
-    params = cfg.strategy_params()
-    sel = layout.select(cfg.targets)
-    bs = cfg.probe_batch_size or cfg.batch_size
-    if cfg.strategy == "gradient_sensitivity":
-        key = probe_key(cfg, "grad", {"batches": cfg.probe_batches, "bs": bs, "r_max": cfg.r_max,
-                                      "amp": str(amp)})
-        spectra, info = cached(cfg.plan_cache, key, lambda: gradient_spectra(
-            model, sel, train_ex, collate, bs, cfg.probe_batches, cfg.data_seed, device, amp, cfg.r_max))
-        extra = {"spectra": spectra}
-    elif cfg.strategy == "eva":
-        key = probe_key(cfg, "eva", {"r": cfg.r, "rho": cfg.eva_rho, "tau": cfg.eva_tau,
-                                     "n": cfg.eva_examples, "bs": bs})
-        ranks, info = cached(cfg.plan_cache, key, lambda: eva_ranks(
-            model, sel, train_ex, collate, bs, cfg.r, cfg.eva_rho, cfg.eva_tau, cfg.data_seed, device,
-            cfg.eva_examples))
-        extra = {"ranks": ranks}
-    elif cfg.strategy == "adalora_derived":
-        steps = cfg.probe_steps
+    AdaLoRA starts at ``max(adalora_init_r, 1.5 r)`` and prunes towards an average of ``r``; its
+    schedule is what we borrow. The probe trains with ``data_seed`` as its seed and without
+    evaluation, then its adapter is unloaded, leaving the base model as it was.
+    """
+    from accelerate.utils import set_seed
 
-        def run_adalora():
-            from .loop import train
+    from .fit import fit, planned_steps
+    from .methods import AdaLoraMethod
 
-            t0 = time.perf_counter()
-            # AdaLoRA starts at adalora_init_r and prunes towards an average of r; its schedule is
-            # what we borrow, so the probe run trains with data_seed as its seed.
-            probe_cfg = replace(cfg, method="adalora", adalora_target_r=cfg.r,
-                                adalora_init_r=max(cfg.adalora_init_r, int(round(1.5 * cfg.r))),
-                                max_steps=steps, eval_every=0, generate_samples=0, seed=cfg.data_seed,
-                                output_dir=str(out_dir / "probe"), progress=False, strategy="uniform",
-                                run_id=f"{cfg.run_id or 'run'}-probe", budget=None, budget_like=None)
-            summary = train(probe_cfg, out_dir / "probe", accelerator=accelerator)
-            ranks = {m["name"]: m["rank"] for m in summary["plan"]["modules"]}
-            return ranks, {"probe": "adalora", "steps": summary["optimizer_steps"],
-                           "time_s": time.perf_counter() - t0, "peak_memory_mb": _rss_mb(),
-                           "measure": "final per-module ranks of a short AdaLoRA run"}
-
-        key = probe_key(cfg, "adalora", {"r": cfg.r, "steps": steps, "init_r": cfg.adalora_init_r,
-                                         "epochs": cfg.epochs, "bs": cfg.batch_size, "acc": cfg.grad_accum,
-                                         "lr": cfg.lr})
-        ranks, info = cached(cfg.plan_cache, key, run_adalora)
-        extra = {"ranks": ranks}
-    else:  # pragma: no cover - registry and this dispatch are kept in step by the tests
-        raise AssertionError(f"no probe for {cfg.strategy}")
-    return replace(params, extra=extra), info
+    t0 = time.perf_counter()
+    cfg = ctx.cfg
+    r = cfg.params.r
+    pcfg = cfg.replace(method="adalora", adalora_target_r=r, adalora_init_r=max(cfg.adalora.adalora_init_r,
+                       int(round(1.5 * r))), max_steps=cfg.probe.probe_steps or cfg.optim.max_steps,
+                       seed=cfg.input.data_seed, eval_every=0, progress=False)
+    set_seed(pcfg.optim.seed)
+    method = AdaLoraMethod()
+    total = planned_steps(pcfg.optim, len(ctx.data.train))
+    model = method.attach(ctx.model, ctx.sel, pcfg, total)
+    layers = {m.name: m.layer for m in ctx.layout.modules}
+    model, result = fit(pcfg, ctx.session, ctx.data, model, method, total, log=None, layers=layers)
+    ranks = method.realised_ranks(ctx.session.acc.unwrap_model(model), ctx.sel)
+    ctx.session.acc.unwrap_model(model).unload()  # the base model's own modules back in place
+    ctx.session.acc.free_memory()  # drop accelerate's references to the probe's model and optimizer
+    info = {"probe": "adalora", "steps": result.steps, "time_s": time.perf_counter() - t0,
+            "peak_memory_mb": ctx.session.peak_memory_mb(), "measure": "final per-module ranks of a short AdaLoRA run"}
+    return {"ranks": ranks}, info

@@ -22,18 +22,19 @@ def module_of(param_name: str) -> tuple[str, str] | None:
     return None
 
 
-def module_lr(cfg, base_lr: float, rank: int, layer: int, matrix: str) -> float:
+def module_lr(stab, r_base: int, base_lr: float, rank: int, layer: int, matrix: str) -> float:
+    """The learning rate of one LoRA matrix under the stabilizer settings ``stab``."""
     lr = base_lr
-    if cfg.lr_rank_power:
-        ref = cfg.lr_rank_ref or cfg.r_base
-        lr *= (ref / rank) ** cfg.lr_rank_power  # small ranks get larger steps, large ranks smaller
-    if cfg.layer_lr is not None:
-        if isinstance(cfg.layer_lr, list):
-            lr *= cfg.layer_lr[layer]
+    if stab.lr_rank_power:
+        ref = stab.lr_rank_ref or r_base
+        lr *= (ref / rank) ** stab.lr_rank_power  # small ranks get larger steps, large ranks smaller
+    if stab.layer_lr is not None:
+        if isinstance(stab.layer_lr, list):
+            lr *= stab.layer_lr[layer]
         else:
-            lr *= cfg.layer_lr.get(layer, 1.0)
-    if matrix == "B" and cfg.loraplus_ratio:
-        lr *= cfg.loraplus_ratio  # LoRA+: B learns faster than A
+            lr *= stab.layer_lr.get(layer, 1.0)
+    if matrix == "B" and stab.loraplus_ratio:
+        lr *= stab.loraplus_ratio  # LoRA+: B learns faster than A
     return lr
 
 
@@ -45,12 +46,13 @@ def param_groups(model, cfg, ranks: dict, layers: dict) -> list[dict]:
     """
     from ..errors import UserError
 
+    stab, lr0, wd = cfg.stabilize, cfg.optim.lr, cfg.optim.weight_decay
     n_layers = max(layers.values()) + 1
-    if isinstance(cfg.layer_lr, list) and len(cfg.layer_lr) != n_layers:
-        raise UserError(f"layer_lr has {len(cfg.layer_lr)} entries but the model has {n_layers} layers")
-    if isinstance(cfg.layer_lr, dict):
+    if isinstance(stab.layer_lr, list) and len(stab.layer_lr) != n_layers:
+        raise UserError(f"layer_lr has {len(stab.layer_lr)} entries but the model has {n_layers} layers")
+    if isinstance(stab.layer_lr, dict):
         # A layer the model does not have would otherwise be ignored without a word.
-        bad = sorted(k for k in cfg.layer_lr if not 0 <= k < n_layers)
+        bad = sorted(k for k in stab.layer_lr if not 0 <= k < n_layers)
         if bad:
             raise UserError(f"layer_lr names layer {bad[0]} but the model has layers 0 to {n_layers - 1}")
     groups: dict[float, dict] = {}
@@ -59,33 +61,33 @@ def param_groups(model, cfg, ranks: dict, layers: dict) -> list[dict]:
             continue
         mod = module_of(name)
         if mod and mod[0] in ranks:
-            lr = module_lr(cfg, cfg.lr, ranks[mod[0]], layers[mod[0]], mod[1])
+            lr = module_lr(stab, cfg.params.r_base, lr0, ranks[mod[0]], layers[mod[0]], mod[1])
             label = f"{mod[0]}.{mod[1]}"
         else:
-            lr, label = cfg.lr, name
-        g = groups.setdefault(lr, {"params": [], "lr": lr, "names": [], "weight_decay": cfg.weight_decay})
+            lr, label = lr0, name
+        g = groups.setdefault(lr, {"params": [], "lr": lr, "names": [], "weight_decay": wd})
         g["params"].append(p)
         g["names"].append(label)
     return list(groups.values())
 
 
-def warmup_steps(cfg, total_steps: int) -> int:
-    return cfg.warmup_steps or int(round(cfg.warmup_ratio * total_steps))
+def warmup_steps(stab, total_steps: int) -> int:
+    return stab.warmup_steps or int(round(stab.warmup_ratio * total_steps))
 
 
-def lr_lambda(cfg, total_steps: int):
+def lr_lambda(stab, schedule: str, total_steps: int):
     """Multiplier of each group's lr at optimizer step ``s`` (0-based): linear warmup, then
-    constant, linear decay to 0, or cosine decay to 0."""
-    warm = warmup_steps(cfg, total_steps)
+    ``schedule``: constant, linear decay to 0, or cosine decay to 0."""
+    warm = warmup_steps(stab, total_steps)
 
     def f(step: int) -> float:
         if warm and step < warm:
             return (step + 1) / warm
-        if cfg.lr_schedule == "constant":
+        if schedule == "constant":
             return 1.0
         progress = (step - warm) / max(1, total_steps - warm)
         progress = min(max(progress, 0.0), 1.0)
-        if cfg.lr_schedule == "linear":
+        if schedule == "linear":
             return 1.0 - progress
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -120,6 +122,3 @@ class GradClipper:
             clipped = norm * factor
             self.ema = clipped if self.ema is None else self.beta * self.ema + (1 - self.beta) * clipped
         return factor, thr
-
-    def state_dict(self) -> dict:
-        return {"ema": self.ema}

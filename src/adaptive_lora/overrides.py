@@ -1,4 +1,4 @@
-"""``--set key=value`` overrides and the YAML loader shared by the experiments stage.
+"""YAML files and ``--set key=value`` overrides, read the same way by ``train``, ``run`` and ``plan``.
 
 An override is one ``key=value`` string from the command line. The value is read as YAML, so
 ``lr=1e-4`` is a float, ``r=8`` an int, ``targets=[q_proj,v_proj]`` a list and ``name=foo`` a
@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..errors import UserError
+from .errors import UserError
 
-__all__ = ["parse_overrides", "apply_overrides", "yaml_load"]
+__all__ = ["parse_overrides", "apply_overrides", "yaml_load", "read_yaml_mapping"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -46,9 +46,56 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+def _no_duplicate_keys(loader, node, deep=False):
+    """A key given twice in one mapping is an error: YAML would silently keep the last one."""
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            dup = key in seen
+        except TypeError:  # an unhashable key: let the default constructor report it
+            break
+        if dup:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML text safely (no arbitrary objects), reading ``1e-4`` as a float."""
+    """Parse YAML text safely (no arbitrary objects), reading ``1e-4`` as a float and refusing a
+    key given twice in one mapping."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+
+
+def read_yaml_mapping(path, what: str) -> dict:
+    """Read a YAML file that must hold a mapping; every problem is one line naming the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} '{path}' does not exist: give the path of a YAML file") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} '{path}' is a folder: give the path of a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} '{path}': {e}") from None
+    try:
+        data = yaml_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} '{path}' must be a YAML mapping of key: value")
+    return data
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -1,0 +1,109 @@
+"""One object per fine-tuning method: what the loop needs to know about LoRA or AdaLoRA.
+
+The loop calls the same hooks for every method and never branches on a method's name:
+
+* ``attach(model, sel, cfg, total_steps)`` -> the wrapped model;
+* ``module_ranks()`` -> ``{module: rank}`` the optimizer's per-module learning rates use;
+* ``planned_params()`` -> the parameter count promised before training;
+* ``extra_loss(model)`` -> a term added on the step's last micro-batch, or None;
+* ``after_step(model, step)`` -> called after each optimizer step;
+* ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds.
+
+A new method (e.g. DoRA, or a dynamic rank schedule) is a class here plus a line in
+:data:`METHODS`. No torch at import time: the config validates ``method`` against this registry.
+"""
+
+from __future__ import annotations
+
+
+class LoraMethod:
+    """Plain LoRA with a static plan, wrapped through the one LoraConfig builder and audited."""
+
+    name = "lora"
+    needs_plan = True  # the rank plan comes from a strategy (or plan_file) before training
+
+    def __init__(self, plan, policy, dropout: float):
+        self.plan, self.policy, self.dropout = plan, policy, dropout
+
+    @classmethod
+    def from_config(cls, cfg, plan) -> "LoraMethod":
+        from ..adapters import AlphaPolicy
+
+        lora = cfg.lora
+        return cls(plan, AlphaPolicy(lora.alpha_policy, lora.lora_alpha, lora.alpha_ratio), lora.lora_dropout)
+
+    def attach(self, model, sel, cfg, total_steps: int):
+        from ..adapters import wrap_model
+
+        return wrap_model(model, self.plan, self.policy, self.dropout)  # audits ranks and scalings
+
+    def module_ranks(self) -> dict:
+        return self.plan.adapted
+
+    def planned_params(self) -> int:
+        return self.plan.trainable_params
+
+    def extra_loss(self, model):
+        return None
+
+    def after_step(self, model, step: int) -> None:
+        pass
+
+    def realised(self, model, layout):
+        """The plan, after the audit has checked every module's rank and scaling once more."""
+        from ..adapters import audit_model
+
+        audit_model(model, self.plan, self.policy)
+        return self.plan
+
+
+class AdaLoraMethod:
+    """PEFT's AdaLoRA: every module starts at ``adalora_init_r`` and is pruned during training."""
+
+    name = "adalora"
+    needs_plan = False  # AdaLoRA sets its ranks during training
+
+    def __init__(self):
+        self.sel = None
+        self.init_r = None
+
+    @classmethod
+    def from_config(cls, cfg, plan) -> "AdaLoraMethod":
+        return cls()
+
+    def attach(self, model, sel, cfg, total_steps: int):
+        from peft import get_peft_model
+
+        from .adalora import adalora_config
+
+        self.sel, self.init_r = sel, cfg.adalora.adalora_init_r
+        return get_peft_model(model, adalora_config(cfg, sel, total_steps))
+
+    def module_ranks(self) -> dict:
+        return {m.name: self.init_r for m in self.sel.modules}
+
+    def planned_params(self) -> int:
+        return sum(m.lora_params(self.init_r) for m in self.sel.modules)
+
+    def extra_loss(self, model):
+        from .adalora import orth_regularizer
+
+        return model.peft_config["default"].orth_reg_weight * orth_regularizer(model)
+
+    def after_step(self, model, step: int) -> None:
+        model.base_model.update_and_allocate(step)
+
+    def realised_ranks(self, model, sel) -> dict:
+        from .adalora import realised_adalora_ranks
+
+        return realised_adalora_ranks(model, sel)
+
+    def realised(self, model, layout):
+        """Ranks read from the non-zero singular values of each module, as a plan."""
+        from ..strategies import Plan, StrategyParams
+
+        ranks = self.realised_ranks(model, self.sel)
+        return Plan("adalora", self.sel, {m.name: ranks.get(m.name, 0) for m in self.sel.modules}, StrategyParams())
+
+
+METHODS = {"lora": LoraMethod, "adalora": AdaLoraMethod}

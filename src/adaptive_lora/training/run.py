@@ -1,0 +1,217 @@
+"""One training run as a list of named stages.
+
+    session -> data -> base model -> plan (probe if the strategy needs one) -> adapted model
+            -> step-0 eval -> fit -> final eval -> save -> summary
+
+Nothing is written into the run folder until the config, the data, the model, the plan and the
+wrapped model have all been checked: a bad input aimed at a finished run's folder leaves it as
+it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import _io
+from ..envinfo import hardware, package_versions
+from ..evaluation import evaluate
+from ..layout import layout_from_model, load_model
+from ..schema import RunSummary
+from ..strategies import get_strategy, make_plan, plan_from_file
+from .config import DISPLAY_ONLY, RunMeta, TrainConfig, keys_of
+from .fit import FitResult, fit, planned_steps
+from .methods import METHODS
+from .monitor import grad_summary
+from .prepare import TrainData, prepare_data
+from .probe import ProbeContext, run_probe
+from .session import Session, start_session
+from .stabilizers import warmup_steps
+
+
+def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerator=None,
+          base_eval_cache: dict | None = None) -> dict:
+    """Run one training; write config, plan, metrics, summary and adapter into ``out_dir``.
+
+    ``base_eval_cache`` (a dict a sweep passes to all its runs) reuses the step-0 evaluation
+    between runs that share model, eval split and precision: before training every plan computes
+    exactly the base model, so that number cannot differ between strategies or seeds.
+
+    Returns the summary as a dict. Raises :class:`~adaptive_lora.errors.UserError` for bad input
+    before training; a divergence is a result (status ``diverged``), not an exception.
+    """
+    from accelerate.utils import set_seed
+
+    out = Path(out_dir or cfg.output.output_dir)
+    meta = meta or RunMeta(run_id=out.name, group=out.name)
+    session = start_session(cfg.optim.precision, cfg.optim.batch_size, accelerator)
+    set_seed(cfg.optim.seed)
+    t_setup = time.perf_counter()
+    data = prepare_data(cfg.input)
+    model, layout = load_base(cfg, session)
+    total = planned_steps(cfg.optim, len(data.train))
+    method, probe_info = build_method(cfg, session, data, model, layout)
+    # Re-seed after planning: the initial adapter weights and dropout masks must not depend on
+    # whether a probe ran (it consumes random numbers) or was read from the cache.
+    set_seed(cfg.optim.seed)
+    model = method.attach(model, layout.select(cfg.plan.targets), cfg, total).to(session.device)
+    files = RunFiles(out, session.main)
+    files.start(cfg, method, probe_info)
+    evaluator = Evaluator(cfg, session, data, files.log, model)
+    base_eval = evaluator.base(base_eval_cache)
+    setup_s = time.perf_counter() - t_setup
+    layers = {m.name: m.layer for m in layout.modules}
+    model, result = fit(cfg, session, data, model, method, total, files.log, evaluator.at, layers,
+                        desc=meta.run_id or "train")
+    final_eval = evaluator.at(result.steps) if result.status == "completed" else None
+    unwrapped = session.acc.unwrap_model(model)
+    realised = method.realised(unwrapped, layout)
+    save_outputs(cfg, session, data, unwrapped, out, result)
+    summary = summarise(cfg, meta, session, data, layout, method, realised, result,
+                        Evals(base_eval, final_eval, result.last_eval or base_eval), probe_info, setup_s, total)
+    files.finish(summary)
+    return summary.to_dict()
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def load_base(cfg: TrainConfig, session: Session):
+    """The base model with weights, on the run's device, and its layout."""
+    model = load_model(cfg.input.model)
+    model.config.use_cache = False  # the KV cache only costs memory in training
+    layout = layout_from_model(model)
+    return model.to(session.device), layout
+
+
+def plan_for_run(cfg: TrainConfig, session: Session, data: TrainData, model, layout):
+    """The rank plan: from ``plan_file``, or the strategy (after its probe, if it has one)."""
+    if cfg.plan.plan_file:
+        return plan_from_file(layout, cfg.plan.plan_file), None
+    strategy = get_strategy(cfg.plan.strategy)
+    params, probe_info = cfg.params, None
+    if strategy.probe:
+        ctx = ProbeContext(cfg, session, data, model, layout, layout.select(cfg.plan.targets), None)
+        extra, probe_info = run_probe(strategy.probe, ctx)
+        params = cfg.strategy_params(**extra)
+    plan = make_plan(layout, cfg.plan.strategy, params, targets=cfg.plan.targets, budget=cfg.plan.budget,
+                     budget_like=cfg.plan.budget_like)
+    return plan, probe_info
+
+
+def build_method(cfg: TrainConfig, session: Session, data: TrainData, model, layout):
+    """The method object of ``cfg.plan.method``, with its plan when the method takes one."""
+    cls = METHODS[cfg.plan.method]
+    plan, probe_info = plan_for_run(cfg, session, data, model, layout) if cls.needs_plan else (None, None)
+    return cls.from_config(cfg, plan), probe_info
+
+
+class RunFiles:
+    """The run folder's files; only the main process writes."""
+
+    def __init__(self, out: Path, main: bool):
+        self.out, self.main = out, main
+
+    def start(self, cfg: TrainConfig, method, probe_info) -> None:
+        if not self.main:
+            return
+        import yaml
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        _io.atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (self.out / "metrics.jsonl").write_text("")
+        plan = getattr(method, "plan", None)
+        if plan is not None:
+            _io.atomic_write_json(self.out / "plan.json", {**plan.to_dict(), "probe": probe_info})
+
+    def log(self, row: dict) -> None:
+        if self.main:
+            _io.append_jsonl(self.out / "metrics.jsonl", row)
+
+    def finish(self, summary: RunSummary) -> None:
+        if self.main:
+            _io.atomic_write_json(self.out / "summary.json", summary.to_dict())
+
+
+# Keys that cannot change the step-0 evaluation: with B = 0 (LoRA) or E = 0 (AdaLoRA) the wrapped
+# model computes exactly the base model, so nothing about the plan, the adapters or the optimizer
+# matters; neither do the seed (no dropout in eval) or what happens after step 0.
+_BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "adalora") + (
+    "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
+    "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
+    "loss_spike") + DISPLAY_ONLY
+
+
+class Evaluator:
+    """Eval loss on the held-out split, logged as an ``eval`` row."""
+
+    def __init__(self, cfg: TrainConfig, session: Session, data: TrainData, log, model):
+        self.cfg, self.session, self.data, self.log, self.model = cfg, session, data, log, model
+
+    def at(self, step: int) -> dict:
+        s = self.session
+        res = evaluate(self.model, self.data.eval, self.data.collate, self.cfg.eval.eval_batch_size, s.device,
+                       s.amp, s.rank, s.world, s.reduce_sum)
+        row = {"type": "eval", "step": step, **res}
+        self.log(row)
+        return row
+
+    def base(self, cache: dict | None) -> dict:
+        key = self.cfg.cache_key("base_eval", _BASE_EVAL_IGNORES, {"amp": self.session.precision,
+                                                                 "world": self.session.world})
+        if cache is not None and key in cache:
+            row = {**cache[key], "cached": True}
+            self.log(row)
+            return row
+        row = self.at(0)
+        if cache is not None:
+            cache[key] = row
+        return row
+
+
+@dataclass
+class Evals:
+    base: dict
+    final: dict | None
+    last: dict
+
+
+def save_outputs(cfg: TrainConfig, session: Session, data: TrainData, model, out: Path, result: FitResult):
+    """The adapter (PEFT format) and greedy samples, for a completed run."""
+    session.acc.wait_for_everyone()
+    if not session.main or result.status != "completed":
+        return
+    model.save_pretrained(out / "adapter")
+    if cfg.eval.generate_samples:
+        from .samples import write_samples
+
+        write_samples(model, data.tokenizer, data.eval_records[: cfg.eval.generate_samples],
+                      cfg.eval.max_new_tokens, session.device, out / "samples.jsonl")
+
+
+def summarise(cfg, meta, session, data, layout, method, realised, result: FitResult, evals: Evals, probe_info,
+              setup_s: float, total: int) -> RunSummary:
+    d = result.diverged
+    trainable = realised.trainable_params
+    return RunSummary(
+        status=result.status, run_id=meta.run_id, group=meta.group or meta.run_id, strategy=realised.strategy,
+        method=cfg.plan.method, seed=cfg.optim.seed, budget_label=meta.budget_label, variant=meta.variant,
+        diverged_step=d.step if d else None, diverged_module=d.where if d else None,
+        diverged_reason=d.what if d else None,
+        eval_loss=evals.final["eval_loss"] if evals.final else None,
+        perplexity=evals.final["perplexity"] if evals.final else None,
+        eval_tokens=evals.base["eval_tokens"], last_eval_loss=evals.last["eval_loss"],
+        base_eval_loss=evals.base["eval_loss"], base_perplexity=evals.base["perplexity"],
+        trainable_params=trainable, planned_params=method.planned_params(), base_params=layout.base_params,
+        total_params=layout.base_params + trainable,
+        efficiency_pct=100.0 * trainable / (layout.base_params + trainable),
+        train_time_s=result.train_time, setup_time_s=setup_s, train_tokens=result.tokens,
+        tokens_per_s=result.tokens / result.train_time if result.train_time > 0 else None,
+        optimizer_steps=result.steps, planned_steps=total, examples_seen=result.examples,
+        n_train=len(data.train), n_eval=len(data.eval), data=data.counts, world_size=session.world,
+        precision=session.precision, warmup_steps=warmup_steps(cfg.stabilize, total),
+        peak_memory_mb=session.peak_memory_mb(), grad_norm=grad_summary(result.grad_norms), probe=probe_info,
+        plan=realised.to_dict(), config=cfg.to_dict(), versions=package_versions(),
+        hardware={**hardware(), "device": str(session.device), "processes": session.world},
+    )
