@@ -163,7 +163,7 @@ def test_wrap_audit_save_reload(tmp_path, family, strategy, policy):
 
     from adaptive_lora.adapters.audit import realised_ranks
 
-    params = StrategyParams(r=4, r_base=8, r_min=2, custom=[1, 3, 5, 7])
+    params = StrategyParams(r=4, r_base=8, r_min=2, custom=[1, 3, 5, 7] if strategy == "custom" else None)
     layout = layout_from_model(build_model(family))
     plan = make_plan(layout, strategy, params)
     pol = AlphaPolicy(policy)

@@ -31,6 +31,7 @@ from ..errors import UserError
 
 DEFAULT_SOURCE = "default"
 FIELDS = ("instruction", "input", "output")
+REQUIRED_TEXT = ("instruction", "output")  # "input" may be empty; an empty instruction or answer teaches nothing
 
 # The one place users are told what they can use instead of the hub.
 _OFFLINE_HINT = (
@@ -102,6 +103,9 @@ def _record_problem(item) -> str | None:
             return f"field '{field}' is missing"
         if not isinstance(item[field], str):
             return f"field '{field}' must be a string, got {_json_type(item[field])}"
+    for field in REQUIRED_TEXT:
+        if not item[field].strip():
+            return f"field '{field}' is empty: every record needs a non-blank '{field}'"
     return None
 
 

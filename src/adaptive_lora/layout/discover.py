@@ -33,6 +33,11 @@ class AdaptableModule:
         """Last name component, e.g. ``c_proj``; what ``--targets`` usually names."""
         return self.role.rsplit(".", 1)[-1]
 
+    @property
+    def max_rank(self) -> int:
+        """min(in, out): a higher rank adds parameters but no expressiveness to the update."""
+        return min(self.in_features, self.out_features)
+
     def lora_params(self, rank: int) -> int:
         """Parameters of a rank-``rank`` adapter: A is r x in, B is out x r."""
         return rank * (self.in_features + self.out_features)
@@ -184,10 +189,14 @@ def discover_layout(config) -> Layout:
     import torch
     from transformers import AutoModelForCausalLM
 
+    n_layers = getattr(config, "num_hidden_layers", None)
+    if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers < 1:
+        raise UserError(f"the model config has {n_layers} layers (num_hidden_layers): a model needs at least one "
+                        "transformer block to adapt; fix config.json")
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise UserError(
             f"cannot build a causal LM from config type '{getattr(config, 'model_type', '?')}' "
             f"({str(exc).splitlines()[0]}): use a GPT-2- or Llama-family model"

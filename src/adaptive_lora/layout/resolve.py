@@ -132,8 +132,18 @@ def load_config(spec: str):
         return AutoConfig.from_pretrained(rm.location)
     except UserError:
         raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot read the model config in '{spec}' ({str(exc).splitlines()[0]}): fix config.json")
+    except Exception as exc:  # noqa: BLE001 - config.json is user input: any failure to read it is one line
+        raise UserError(f"cannot read the model config in '{spec}' ({_first_lines(exc)}): fix config.json") from None
+
+
+def _first_lines(exc: BaseException, n: int = 2) -> str:
+    """The first ``n`` non-empty lines of an exception's message, joined (for a one-line error)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()][:n]
+    return " ".join(lines) or type(exc).__name__
+
+
+# Any one of these makes a folder's tokenizer loadable by AutoTokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def ensure_local(spec: str) -> ResolvedModel:
@@ -180,10 +190,13 @@ def load_tokenizer(spec: str):
     if rm.source == "hub":
         tok = _hub_call(spec, AutoTokenizer.from_pretrained, rm.location)
     else:
+        if not any((Path(rm.location) / f).is_file() for f in TOKENIZER_FILES):
+            raise UserError(f"model folder '{spec}' has no tokenizer files ({', '.join(TOKENIZER_FILES)}): copy the "
+                            "tokenizer files of the model into it")
         try:
             tok = AutoTokenizer.from_pretrained(rm.location)
         except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load a tokenizer from '{spec}' ({str(exc).splitlines()[0]}): add tokenizer files")
+            raise UserError(f"cannot load a tokenizer from '{spec}' ({_first_lines(exc, 1)}): add tokenizer files")
     if tok.pad_token is None:
         # GPT-2 family has no pad token; padding positions are masked out of loss and attention.
         tok.pad_token = tok.eos_token
@@ -201,5 +214,8 @@ def load_model(spec: str, dtype=None):
         return _hub_call(spec, AutoModelForCausalLM.from_pretrained, rm.location, dtype=dtype)
     try:
         return AutoModelForCausalLM.from_pretrained(rm.location, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load weights from '{spec}' ({str(exc).splitlines()[0]}): the folder needs model weights to train")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign weights file (safetensors, pickle) is user input
+        raise UserError(f"cannot load weights from '{spec}' ({type(exc).__name__}: {_first_lines(exc, 1)}): the folder "
+                        "needs the model's weights (model.safetensors or pytorch_model.bin)") from None

@@ -18,22 +18,23 @@ from ..errors import UserError
 _SUFFIX = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 
 
+_NUMBER = re.compile(r"\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKmMbB]?)\s*")
+
+
 def parse_budget(value) -> int:
-    """An int, or a string like ``3145728``, ``3.1M``, ``500k``."""
-    if isinstance(value, bool):
+    """An int, or a string like ``3145728``, ``3.1M``, ``500k``, ``1e6``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UserError(f"budget must be a positive number of parameters, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        n = int(value)
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbB]?)\s*", value.replace("_", "").replace(",", ""))
+    if isinstance(value, str):
+        m = _NUMBER.fullmatch(value.replace("_", "").replace(",", ""))
         if not m:
-            raise UserError(f"budget '{value}' is not a number: write e.g. 3145728, 3.1M or 500k")
-        n = int(round(float(m.group(1)) * _SUFFIX.get(m.group(2).lower(), 1)))
+            raise UserError(f"budget '{value}' is not a number: write e.g. 3145728, 3.1M, 500k or 1e6")
+        x = float(m.group(1)) * _SUFFIX.get(m.group(2).lower(), 1)
     else:
+        x = float(value)
+    if not math.isfinite(x) or x <= 0 or round(x) <= 0:
         raise UserError(f"budget must be a positive number of parameters, got {value!r}")
-    if n <= 0:
-        raise UserError(f"budget must be a positive number of parameters, got {value!r}")
-    return n
+    return int(round(x))
 
 
 def parse_budget_like(text: str) -> tuple[str, dict]:
@@ -59,9 +60,10 @@ def _total(ranks: dict, cost: dict) -> int:
     return sum(ranks[n] * cost[n] for n in ranks)
 
 
-def match_budget(cost: dict, shape: dict, target: int, r_max: int | None = None) -> dict:
+def match_budget(cost: dict, shape: dict, target: int, r_max: int | None = None, caps: dict | None = None) -> dict:
     """Scale ``shape`` ({name: rank}, 0 = no adapter) so that sum(rank * cost) is as close to
-    ``target`` as integers allow without exceeding it. ``cost[name]`` is in + out."""
+    ``target`` as integers allow without exceeding it. ``cost[name]`` is in + out; ``caps[name]``
+    (optional) is the highest rank a module may get, e.g. min(in, out)."""
     active = [n for n, r in shape.items() if r > 0]
     if not active:
         raise UserError("the plan adapts no module, so it cannot be matched to a budget: check the strategy and targets")
@@ -71,15 +73,20 @@ def match_budget(cost: dict, shape: dict, target: int, r_max: int | None = None)
             f"budget {target:,} is below the minimum of {floor_cost:,} (rank 1 on each of the {len(active)} adapted "
             f"modules): raise the budget or adapt fewer modules (--targets)"
         )
-    cap = r_max if r_max is not None else math.inf
+    top = r_max if r_max is not None else math.inf
+    cap = {n: min(top, (caps or {}).get(n, math.inf)) for n in shape}
     if r_max is not None and sum(cost[n] * r_max for n in active) < target:
         raise UserError(f"budget {target:,} needs ranks above r_max={r_max}: raise r_max or lower the budget")
+    largest = sum(cost[n] * cap[n] for n in active)
+    if largest < target:
+        raise UserError(f"budget {target:,} is above the largest possible adapter on these modules, {largest:,} "
+                        f"(each at rank min(in, out)): lower the budget")
 
     def ranks_at(s: float) -> dict:
-        return {n: (min(cap, max(1, math.floor(s * shape[n] + 1e-9))) if n in active else 0) for n in shape}
+        return {n: (min(cap[n], max(1, math.floor(s * shape[n] + 1e-9))) if n in active else 0) for n in shape}
 
     lo, hi = 0.0, 1.0
-    while _total(ranks_at(hi), cost) <= target and hi < 1e9:
+    while _total(ranks_at(hi), cost) <= target and hi < 1e9 and _total(ranks_at(hi), cost) < largest:
         hi *= 2
     for _ in range(100):  # bisection on the scale; the total is monotone in s
         mid = (lo + hi) / 2
@@ -96,7 +103,7 @@ def match_budget(cost: dict, shape: dict, target: int, r_max: int | None = None)
     while changed:
         changed = False
         for n in order:
-            if cost[n] <= left and ranks[n] < cap:
+            if cost[n] <= left and ranks[n] < cap[n]:
                 ranks[n] += 1
                 left -= cost[n]
                 changed = True

@@ -26,15 +26,17 @@ def load_custom_map(source):
         return source
     if isinstance(source, str):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise UserError(f"custom rank map '{source}' is a folder: give a YAML or JSON file")
         if not path.is_file():
             raise UserError(f"custom rank map '{source}' does not exist: give a YAML or JSON file")
-        text = path.read_text(encoding="utf-8")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix == ".json":
                 return json.loads(text)
-            import yaml
+            from ..overrides import yaml_load
 
-            return yaml.safe_load(text)
+            return yaml_load(text)  # a key given twice is refused, not silently overwritten
         except (ValueError, Exception) as exc:  # yaml.YAMLError is not a ValueError
             raise UserError(f"custom rank map '{source}' is not valid YAML/JSON ({str(exc).splitlines()[0]})")
     raise UserError("strategy 'custom' needs a rank map: set custom to a list of per-layer ranks, a pattern map, or a file")
@@ -44,6 +46,18 @@ def _rank(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UserError(f"custom rank {where} must be a non-negative integer, got {value!r}")
     return value
+
+
+def _compile(pattern):
+    """A user's pattern as a regex on the end of a module name; its errors point into the pattern."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise UserError(f"custom rank map key {pattern!r} is not a module-name pattern: keys must be strings such "
+                        "as q_proj or 'layers\\.1\\..*' (for per-layer ranks give a list)")
+    try:
+        re.compile(pattern)  # alone first, so that the position in the message is the user's
+    except re.error as exc:
+        raise UserError(f"custom pattern '{pattern}' is not a valid regular expression ({exc})") from None
+    return re.compile(rf"(?:^|.*\.)({pattern})$")
 
 
 @register("custom", "your own map: a rank per layer, or module-name pattern -> rank (YAML/JSON)", "custom")
@@ -66,13 +80,10 @@ def custom(layout, params):
             spec = dict(spec)
             default = spec.pop("default")
         default = 0 if default is None else _rank(default, "'default'")
-        compiled = []
-        for pattern, value in spec.items():
-            try:
-                rx = re.compile(rf"(?:^|.*\.)({pattern})$")
-            except re.error as exc:
-                raise UserError(f"custom pattern '{pattern}' is not a valid regular expression ({exc})")
-            compiled.append((pattern, rx, _rank(value, f"for '{pattern}'")))
+        compiled = [(pattern, _compile(pattern), _rank(value, f"for '{pattern}'")) for pattern, value in spec.items()]
+        if not compiled and default == 0:
+            raise UserError("custom rank map is empty: give pattern: rank pairs (e.g. q_proj: 8) or a list of "
+                            "per-layer ranks")
         out, used = {}, set()
         for m in layout.modules:
             best = None

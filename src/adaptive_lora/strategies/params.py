@@ -64,6 +64,15 @@ class StrategyParams:
         if self.rounding not in ROUNDING:
             raise UserError(f"rounding '{self.rounding}' is unknown: use one of {', '.join(ROUNDING)}")
 
+    def check_for(self, strategy) -> None:
+        """Refuse parameters the chosen strategy (a registry ``Strategy``) would ignore or clamp away."""
+        if self.custom is not None and strategy.name != "custom":
+            raise UserError(f"custom is set but strategy '{strategy.name}' ignores it: remove custom, or use "
+                            "strategy custom")
+        if strategy.family == "paper" and self.r_base > self.r_max:
+            raise UserError(f"r_base ({self.r_base}) is larger than r_max ({self.r_max}): every rank would be clamped; "
+                            "lower r_base or raise r_max")
+
     def to_int(self, x: float) -> int:
         return ROUNDING[self.rounding](x)
 

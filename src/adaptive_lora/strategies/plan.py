@@ -132,6 +132,33 @@ def _target(layout, params: StrategyParams, budget, budget_like) -> tuple[int, s
     return ref.trainable_params, like
 
 
+def largest_adapter(layout, r_max: int | None = None) -> int:
+    """Parameters of the largest adapter on ``layout``: every module at min(in, out) (and r_max)."""
+    top = r_max if r_max is not None else max((m.max_rank for m in layout.modules), default=0)
+    return sum(m.lora_params(min(top, m.max_rank)) for m in layout.modules)
+
+
+def check_ranks(layout, ranks: dict, what: str) -> None:
+    """Refuse a rank above a module's min(in, out): it adds parameters and no expressiveness."""
+    for m in layout.modules:
+        if ranks.get(m.name, 0) > m.max_rank:
+            raise UserError(f"{what} gives {m.name} rank {ranks[m.name]}, above its min(in, out) = {m.max_rank} "
+                            f"({m.in_features} in, {m.out_features} out): lower the rank to at most {m.max_rank}")
+
+
+def budget_target(layout, strategy: str, params: StrategyParams, budget=None, budget_like=None) -> tuple[int, str]:
+    """The budget a budget-allocating strategy (or any strategy, once rescaled) will spend, checked
+    against the largest adapter the targeted modules can hold."""
+    target, source = _target(layout, params, budget, budget_like)
+    cap = params.r_max if get_strategy(strategy).allocates_budget else None
+    largest = largest_adapter(layout, cap)
+    if target > largest:
+        limit = f"each module at min(r_max={cap}, min(in, out))" if cap else "each module at rank min(in, out)"
+        raise UserError(f"budget {target:,} ({source}) is above the largest possible adapter on the targeted modules, "
+                        f"{largest:,} ({limit}): lower the budget")
+    return target, source
+
+
 def make_plan(
     layout,
     strategy: str,
@@ -141,51 +168,77 @@ def make_plan(
     budget_like: str | None = None,
 ) -> Plan:
     """Plan ranks for ``layout``. ``targets`` selects modules (default: the family's);
-    ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape."""
+    ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape.
+    Every rank stays within its module's min(in, out)."""
     params = params or StrategyParams()
+    params.check_for(get_strategy(strategy))
     layout = layout.select(targets)
     if get_strategy(strategy).allocates_budget:
         # It spends the budget itself (e.g. water-filling), rather than being rescaled after.
-        target, source = _target(layout, params, budget, budget_like)
+        target, source = budget_target(layout, strategy, params, budget, budget_like)
         params = replace(params, extra={**params.extra, "budget": target})
         ranks = strategy_ranks(layout, strategy, params)
+        check_ranks(layout, ranks, f"strategy '{strategy}'")
         return Plan(strategy, layout, ranks, params, target, source)
     shape = strategy_ranks(layout, strategy, params)
     if not any(shape.values()):
         raise UserError(f"strategy '{strategy}' leaves every targeted module without an adapter: check --targets")
     if budget is None and budget_like is None:
+        check_ranks(layout, shape, f"strategy '{strategy}'")
         return Plan(strategy, layout, shape, params)
-    target, source = _target(layout, params, budget, budget_like)
+    target, source = budget_target(layout, strategy, params, budget, budget_like)
     cost = {m.name: m.in_features + m.out_features for m in layout.modules}
-    ranks = match_budget(cost, shape, target)
+    ranks = match_budget(cost, shape, target, caps={m.name: m.max_rank for m in layout.modules})
     return Plan(strategy, layout, ranks, params, target, source, shape)
+
+
+def _read_plan_modules(path: str) -> tuple[dict, list]:
+    """(saved plan, its ``modules`` list) of a plan file, or a one-line error saying what is wrong."""
+    from pathlib import Path
+
+    from .._io import read_json
+
+    hint = "give a plan.json written by an earlier run"
+    if Path(path).expanduser().is_dir():
+        raise UserError(f"plan_file '{path}' is a folder: {hint} (e.g. <run folder>/plan.json)")
+    if not Path(path).expanduser().is_file():
+        raise UserError(f"plan_file '{path}' does not exist: fix the path")
+    try:
+        saved = read_json(Path(path).expanduser())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"plan_file '{path}' is not valid JSON ({' '.join(str(exc).split())}): {hint}") from None
+    if isinstance(saved, dict) and isinstance(saved.get("plan"), dict):
+        saved = saved["plan"]  # a summary.json holds its realised plan under "plan"
+    if not isinstance(saved, dict):
+        raise UserError(f"plan_file '{path}' holds a JSON {type(saved).__name__}, not an object with a 'modules' "
+                        f"list: {hint}")
+    modules = saved.get("modules")
+    if not isinstance(modules, list):
+        raise UserError(f"plan_file '{path}' has no 'modules' list: {hint}")
+    if not modules:
+        raise UserError(f"plan_file '{path}' lists no modules (its 'modules' list is empty): {hint}")
+    return saved, modules
 
 
 def plan_from_file(layout, path: str) -> Plan:
     """Rebuild a saved plan (``plan.json`` of an earlier run, in :meth:`Plan.to_dict` format) on
-    ``layout``; every named module must exist in it."""
-    from .._io import read_json
-
-    try:
-        saved = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"plan_file '{path}' cannot be read ({exc}): give a plan.json written by an earlier run")
-    if isinstance(saved, dict) and isinstance(saved.get("plan"), dict):
-        saved = saved["plan"]  # a summary.json holds its realised plan under "plan"
-    modules = saved.get("modules") if isinstance(saved, dict) else None
-    if not isinstance(modules, list) or not modules:
-        raise UserError(f"plan_file '{path}' has no 'modules' list: give a plan.json written by an earlier run")
+    ``layout``; every named module must exist in it and fit its rank."""
+    saved, modules = _read_plan_modules(path)
     ranks = {}
-    for m in modules:
+    for i, m in enumerate(modules):
         rank = m.get("rank") if isinstance(m, dict) else None
         if not isinstance(m, dict) or not isinstance(m.get("name"), str) or isinstance(rank, bool) \
                 or not isinstance(rank, int) or rank < 0:
-            raise UserError(f"plan_file '{path}': every module needs a 'name' and a non-negative integer 'rank', "
+            raise UserError(f"plan_file '{path}': modules[{i}] needs a 'name' and a non-negative integer 'rank', "
                             f"got {m!r}")
         ranks[m["name"]] = rank
     missing = [n for n in ranks if n not in layout.by_name()]
     if missing:
         raise UserError(f"plan_file '{path}' does not fit this model (it has no module {missing[0]}): "
                         "plan it on the same model")
+    if not any(ranks.values()):
+        raise UserError(f"plan_file '{path}' gives every module rank 0: there is nothing to train")
     sel = layout.select(list(ranks))
-    return Plan(saved.get("strategy", "custom"), sel, ranks, StrategyParams(), notes=(f"reused from {path}",))
+    check_ranks(sel, ranks, f"plan_file '{path}'")
+    strategy = saved.get("strategy") if isinstance(saved.get("strategy"), str) else "custom"
+    return Plan(strategy, sel, ranks, StrategyParams(), notes=(f"reused from {path}",))
