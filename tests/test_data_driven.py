@@ -151,7 +151,7 @@ ALTERNATIVE = {
     "lr_schedule": "cosine", "precision": "bf16", "seed": 3, "group_by_length": False, "warmup_steps": 2,
     "warmup_ratio": 0.1, "clip": "fixed", "clip_norm": 0.5, "clip_factor": 3.0, "clip_beta": 0.5,
     "lr_rank_power": 0.5, "lr_rank_ref": 8, "layer_lr": [1.0, 2.0], "loraplus_ratio": 4.0, "eval_every": 2,
-    "eval_batch_size": 4, "generate_samples": 1, "max_new_tokens": 8, "loss_spike": 10.0, "adalora_init_r": 16,
+    "eval_subset": 4, "forgetting": False, "forgetting_passages": 8, "eval_batch_size": 4, "generate_samples": 1, "max_new_tokens": 8, "loss_spike": 10.0, "adalora_init_r": 16,
     "adalora_target_r": 4, "adalora_tinit": 1, "adalora_tfinal": 2, "adalora_delta_t": 2, "output_dir": "x",
     "progress": False,
 }

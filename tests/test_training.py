@@ -140,8 +140,9 @@ def test_forced_divergence_exits_3_and_keeps_logs(train_env, tmp_path, capsys, m
     assert s["diverged_module"] in {m["name"] for m in s["plan"]["modules"]}
     assert s["eval_loss"] is None and s["perplexity"] is None
     rows = read_metrics(out)
-    assert [(r["type"], r["step"]) for r in rows] == [("eval", 0), ("train", 1), ("diverged", 2)]
-    assert rows[1]["loss"] > 0 and rows[2]["where"] == s["diverged_module"]
+    assert [(r["type"], r["step"]) for r in rows] == [("eval", 0), ("eval_general", 0), ("train", 1), ("diverged", 2)]
+    assert rows[2]["loss"] > 0 and rows[3]["where"] == s["diverged_module"]
+    assert s["forgetting_base_loss"] > 0 and s["forgetting_delta"] is None  # no "after" for a diverged run
     assert not (out / "adapter").exists()
     assert "diverged at step 2" in capsys.readouterr().err
 
@@ -581,3 +582,30 @@ def test_eval_every_samples_train_on_all_and_plan_reuse(train_env, tmp_path):
 def test_loss_spike_marks_divergence(train_env, tmp_path):
     s = train(TrainConfig.from_dict(train_config(train_env, "gpt2", loss_spike=0.01, max_steps=3)), tmp_path / "r")
     assert s["status"] == "diverged" and s["diverged_step"] == 1 and "loss_spike" in s["diverged_reason"]
+
+
+# ----------------------------------------------------------------------------- learning curves, forgetting
+
+
+def test_subset_curve_points_and_forgetting(train_env, tmp_path):
+    cfg = train_config(train_env, "llama", eval_every=2, eval_subset=3, max_steps=5, grad_accum=1,
+                       forgetting_passages=4)
+    s = train(TrainConfig.from_dict(cfg), tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")
+    kinds = [(r["type"], r["step"]) for r in rows if r["type"] != "train"]
+    # the full split at 0 and the end; the fixed subset at 0, every 2 steps and the end; general text at 0 and the end
+    assert kinds == [("eval", 0), ("eval_subset", 0), ("eval_general", 0), ("eval_subset", 2), ("eval_subset", 4),
+                     ("eval", 5), ("eval_subset", 5), ("eval_general", 5)]
+    last = {r["type"]: r for r in rows if r["step"] == 5 and r["type"] != "train"}
+    assert s["eval_loss"] == last["eval"]["eval_loss"] and s["eval_subset_loss"] == last["eval_subset"]["eval_loss"]
+    base_general = next(r for r in rows if r["type"] == "eval_general")["eval_loss"]
+    assert s["forgetting_base_loss"] == base_general and s["forgetting_loss"] == last["eval_general"]["eval_loss"]
+    assert s["forgetting_delta"] == pytest.approx(s["forgetting_loss"] - base_general, abs=0)
+    assert s["forgetting_set"]["passages"] == 4 and "pydoc_data" in s["forgetting_set"]["source"]
+
+
+def test_forgetting_off_costs_nothing(train_env, tmp_path):
+    cfg = train_config(train_env, "gpt2", forgetting=False, max_steps=2)
+    s = train(TrainConfig.from_dict(cfg), tmp_path / "run")
+    assert not [r for r in read_metrics(tmp_path / "run") if r["type"] == "eval_general"]
+    assert (s["forgetting_delta"], s["forgetting_set"]) == (None, None)

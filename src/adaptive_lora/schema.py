@@ -27,6 +27,11 @@ METRIC_DEFINITIONS = {
                     "divided by training wall time without evaluation",
     "trainable_params": "sum over adapted modules of r * (in_features + out_features)",
     "efficiency_pct": "trainable / (base + trainable) * 100",
+    "eval_subset_loss": "eval_loss on a fixed subset (the first eval_subset held-out examples), the points of the "
+                        "learning curves between step 0 and the end",
+    "forgetting_delta": "token-weighted mean cross-entropy on general text never trained on (every token scored; "
+                        "the first prose paragraphs of Python's own documentation topics) after training minus "
+                        "before; positive = the model got worse on general text (forgot), lower is better",
 }
 
 
@@ -50,6 +55,11 @@ class RunSummary:
     perplexity: float | None = None
     eval_tokens: int | None = None
     last_eval_loss: float | None = None
+    eval_subset_loss: float | None = None  # final eval on the fixed learning-curve subset, when used
+    forgetting_base_loss: float | None = None  # general-text loss of the base model
+    forgetting_loss: float | None = None  # general-text loss after training
+    forgetting_delta: float | None = None  # forgetting_loss - forgetting_base_loss
+    forgetting_set: dict | None = None  # source, Python version, passages, hash of the text
     base_eval_loss: float | None = None
     base_perplexity: float | None = None
     trainable_params: int | None = None

@@ -10,20 +10,13 @@ from ..errors import UserError
 
 
 def preflight(cfg) -> None:
-    """Cheap checks of everything a run will read, so a sweep fails before any training."""
-    from ..data.records import _looks_like_path
+    """Cheap checks of the paths a run will read (kept for callers; :func:`check_sweep` does all)."""
     from ..layout.resolve import resolve_model
 
-    data = cfg.input.data
     resolve_model(cfg.input.model)  # a missing local folder or a malformed id fails here
-    if data != "default" and _looks_like_path(data) and not Path(data).expanduser().is_file():
-        raise UserError(f"data file '{data}' does not exist: fix the path, or use data: default")
-    plan_file = cfg.plan.plan_file
-    if plan_file and not Path(plan_file).expanduser().is_file():
-        raise UserError(f"plan_file '{plan_file}' does not exist: fix the path")
-    custom = cfg.params.custom
-    if isinstance(custom, str) and not Path(custom).expanduser().is_file():
-        raise UserError(f"custom rank map '{custom}' does not exist: fix the path")
+    for what, value in (("plan_file", cfg.plan.plan_file), ("custom rank map", cfg.params.custom)):
+        if isinstance(value, str) and not Path(value).expanduser().is_file():
+            raise UserError(f"{what} '{value}' does not exist: fix the path")
 
 
 def validate_run_config(config: dict) -> dict:
@@ -48,54 +41,80 @@ def train_run(spec, run_dir: Path, base_eval_cache: dict | None = None) -> dict:
     return train(cfg, run_dir, meta, base_eval_cache=base_eval_cache)
 
 
-def plan_sweep(sweep) -> list[tuple]:
-    """(spec, plan) for every run, from each model's config alone (meta device, no weights)."""
-    from ..layout import discover_layout, load_config
-    from ..strategies import get_strategy, make_plan
+def plan_sweep(sweep, strict: bool = False, checks=None) -> list[tuple]:
+    """(spec, plan) for every run after every pre-training check (see ``cli/checks.py``), from
+    each model's config alone (meta device, no weights); plan is None when the run sets its ranks.
+    An error names the run."""
     from ..training import TrainConfig
-    from ..training.methods import METHODS
+    from .checks import RunChecks
 
-    layouts: dict = {}
+    checks = checks or RunChecks(strict=strict)
     out = []
     for spec in sweep.specs:
-        cfg = TrainConfig.from_dict(spec.config)
-        model, p = cfg.input.model, cfg.plan
-        if model not in layouts:
-            layouts[model] = discover_layout(load_config(model))
-        if not METHODS[p.method].needs_plan or get_strategy(p.strategy).needs_data:
-            out.append((spec, None))  # ranks are decided during the run (AdaLoRA, or a probe)
-            continue
-        plan = make_plan(layouts[model], p.strategy, cfg.params, targets=p.targets, budget=p.budget,
-                         budget_like=p.budget_like)
-        out.append((spec, plan))
+        try:
+            out.append((spec, checks.check(TrainConfig.from_dict(spec.config))))
+        except UserError as e:
+            raise UserError(f"run {spec.run_id}: {e}") from None
     return out
 
 
-def dry_run(sweep) -> int:
-    print(f"sweep {sweep.name}: {len(sweep.specs)} runs (validated; nothing trained)")
-    print(f"{'run':<36} {'strategy':<18} {'planned params':>15} {'efficiency %':>13} {'mean rank':>10}")
-    for spec, plan in plan_sweep(sweep):
+def dry_run(sweep, out: Path) -> int:
+    from ..experiments.runner import run_state
+    from .checks import RunChecks
+
+    checks = RunChecks(strict=False)
+    planned = plan_sweep(sweep, checks=checks)
+    print(f"sweep {sweep.name}: {len(sweep.specs)} runs, every pre-training check passed (nothing trained); "
+          f"results folder {out}")
+    print(f"{'run':<36} {'state':<8} {'strategy':<18} {'planned params':>15} {'efficiency %':>13} {'mean rank':>10}")
+    for spec, plan in planned:
+        state = run_state(spec, out)
         if plan is None:
             name = spec.config.get("strategy") if spec.config.get("method") != "adalora" else "adalora"
-            print(f"{spec.run_id:<36} {name:<18} {'(set in the run)':>15}")
+            print(f"{spec.run_id:<36} {state:<8} {name:<18} {'(set in the run)':>15}")
             continue
-        print(f"{spec.run_id:<36} {plan.strategy:<18} {plan.trainable_params:>15,} {plan.efficiency_pct:>13.3f} "
-              f"{plan.mean_rank:>10.2f}")
+        print(f"{spec.run_id:<36} {state:<8} {plan.strategy:<18} {plan.trainable_params:>15,} "
+              f"{plan.efficiency_pct:>13.3f} {plan.mean_rank:>10.2f}")
+    for note in checks.notes:
+        print(f"note: {note}")
     return 0
+
+
+# Exit codes of 'run' (README "Exit codes"): 0 every run completed, 3 some diverged (none failed),
+# 4 some failed; 2 bad input before any training.
+EXIT_DIVERGED, EXIT_FAILED = 3, 4
+
+
+def sweep_exit(sweep_name: str, statuses: dict, out: Path) -> int:
+    """Print one line naming the runs that did not complete; return the sweep's exit code."""
+    by: dict = {}
+    for run_id, status in statuses.items():
+        by.setdefault(status, []).append(run_id)
+    parts = [f"{len(by.get('completed', []))} completed"]
+    for status in ("diverged", "failed"):
+        if by.get(status):
+            parts.append(f"{len(by[status])} {status} ({', '.join(by[status])})")
+    print(f"sweep {sweep_name}: " + ", ".join(parts) + f"; results in {out}", file=sys.stderr)
+    if by.get("failed"):
+        return EXIT_FAILED
+    return EXIT_DIVERGED if by.get("diverged") else 0
 
 
 def run_command(args) -> int:
     from ..experiments import load_sweep, run_sweep
     from ..overrides import parse_overrides
     from ..reports import write_report
+    from .checks import writable_folder
 
     overrides = parse_overrides(args.overrides)
     sweep = load_sweep(args.config, overrides, validate=validate_run_config)
+    out = writable_folder(args.out or sweep.out, "results folder")
     if getattr(args, "dry_run", False):
-        return dry_run(sweep)
-    out = Path(args.out or sweep.out)
+        return dry_run(sweep, out)
+    plan_sweep(sweep, strict=True)  # every run's inputs, before the first one trains
     base_evals: dict = {}  # step-0 evaluations shared by the runs of this sweep
-    result = run_sweep(sweep, out, functools.partial(train_run, base_eval_cache=base_evals))
+    result = run_sweep(sweep, out, functools.partial(train_run, base_eval_cache=base_evals),
+                       add_to_existing=getattr(args, "add_to_existing", False))
     if sweep.report:
         paths = write_report(out)
         # Echo the first table of results.md: the answer, without opening a file.
@@ -104,7 +123,4 @@ def run_command(args) -> int:
         end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
         print("\n".join(lines[start:end]))
         print(f"report: {paths.results_md}")
-    counts = result.counts
-    print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; results in {out}",
-          file=sys.stderr)
-    return 0
+    return sweep_exit(sweep.name, result.statuses, out)

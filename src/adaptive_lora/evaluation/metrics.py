@@ -16,13 +16,14 @@ import torch.nn.functional as F
 from ..data import IGNORE_INDEX
 
 
-def scored_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
+def scored_loss_sum(model, batch: dict, per_row: bool = False):
     """Forward ``batch`` and return the summed cross-entropy over its scored tokens and their count.
 
     Only positions that predict a scored token need logits: with loss on responses only, the
     prompt's positions are skipped (``logits_to_keep``), which saves the output projection
     (vocabulary x hidden per token; ~20 % of SmolLM2's forward FLOPs) and its fp32 copy on them.
     Batches are right-padded, so the positions kept are the last ``T - first`` of the sequence.
+    ``per_row``: the sum and count of each example instead of the batch's (see token_loss_sum).
     """
     labels = batch["labels"]
     T = labels.shape[1]
@@ -31,39 +32,59 @@ def scored_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     keep = T - first  # >= 1; logits_to_keep=0 would mean "all"
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
     # logits[:, j] sits at position first + j and predicts the label at first + j + 1.
-    return token_loss_sum(logits, labels[:, first:])
+    return token_loss_sum(logits, labels[:, first:], per_row)
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropies over scored positions, in fp32, and their count."""
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, per_row: bool = False):
+    """Sum of next-token cross-entropies over scored positions, in fp32, and their count; with
+    ``per_row``, a tensor of per-example sums and a list of per-example counts."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
-    loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    flat = (shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1))
+    if per_row:
+        loss = F.cross_entropy(*flat, ignore_index=IGNORE_INDEX, reduction="none").view(shift_labels.shape)
+        return loss.sum(dim=1), (shift_labels != IGNORE_INDEX).sum(dim=1).tolist()
+    loss = F.cross_entropy(*flat, ignore_index=IGNORE_INDEX, reduction="sum")
     return loss, int((shift_labels != IGNORE_INDEX).sum())
+
+
+def _result(total: float, count: int) -> dict:
+    loss = total / count if count else math.nan
+    return {"eval_loss": loss, "perplexity": math.inf if loss > 700 else math.exp(loss), "eval_tokens": int(count)}
 
 
 @torch.no_grad()
 def evaluate(model, examples, collator, batch_size: int, device, autocast_dtype=None,
-             rank: int = 0, world: int = 1, reduce_fn=None) -> dict:
+             rank: int = 0, world: int = 1, reduce_fn=None, subset: int = 0) -> dict:
     """Eval loss over ``examples``. With several processes each takes a strided share and
-    ``reduce_fn`` sums (loss, tokens) across them, so the result equals a one-process eval."""
+    ``reduce_fn`` sums (loss, tokens) across them, so the result equals a one-process eval.
+
+    ``subset`` > 0: also the loss over ``examples[:subset]`` (under ``"subset"``), from the same
+    forward passes, by summing per-example losses.
+    """
     was_training = model.training
     model.eval()
     # Longest first: similar lengths share a batch (less padding) and memory peaks at once.
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))[rank::world]
-    total, count = 0.0, 0
+    total, count, sub_total, sub_count = 0.0, 0, 0.0, 0
     for start in range(0, len(order), batch_size):
-        batch = collator([examples[i] for i in order[start:start + batch_size]])
-        batch = {k: v.to(device) for k, v in batch.items()}
+        idx = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in collator([examples[i] for i in idx]).items()}
         with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
-            loss, n = scored_loss_sum(model, batch)
-        total += float(loss)
-        count += n
+            loss, n = scored_loss_sum(model, batch, per_row=subset > 0)
+        if subset > 0:
+            for i, row_loss, row_n in zip(idx, loss.tolist(), n):
+                total, count = total + row_loss, count + row_n
+                if i < subset:
+                    sub_total, sub_count = sub_total + row_loss, sub_count + row_n
+        else:
+            total, count = total + float(loss), count + n
     if reduce_fn is not None:
-        total, count = reduce_fn(total, count)
+        total, count, sub_total, sub_count = reduce_fn(total, count, sub_total, sub_count)
     if was_training:
         model.train()
-    loss = total / count if count else math.nan
-    return {"eval_loss": loss, "perplexity": math.inf if loss > 700 else math.exp(loss), "eval_tokens": int(count)}
+    out = _result(total, count)
+    if subset > 0:
+        out["subset"] = _result(sub_total, sub_count)
+    return out

@@ -62,6 +62,16 @@ FIGURES = (
 # --------------------------------------------------------------------------- data extraction
 
 
+def eval_curve(runs) -> tuple[str, str]:
+    """(row type, title) of the eval-loss curves: the fixed subset when the runs logged one
+    (``eval_subset``: every ``eval_every`` steps), else the full held-out split."""
+    n = max((int(r.get("config", {}).get("eval_subset") or 0) for r in runs if isinstance(r.get("config"), dict)),
+            default=0)
+    if any(m.get("type") == "eval_subset" for r in runs for m in r.metrics):
+        return "eval_subset", f"Eval loss on a fixed subset of {n} held-out examples (step 0 = base model)"
+    return "eval", "Eval loss (step 0 = base model)"
+
+
 def series(run: RunResult, kind: str, key: str, positive: bool = False) -> tuple[list[float], list[float]]:
     """(steps, values) of ``key`` over the ``type == kind`` rows of a run's metrics, sorted by step.
 
@@ -88,6 +98,12 @@ def mean_curve(curves: Sequence[tuple[list[float], list[float]]]) -> tuple[list[
     maps = [dict(zip(s, v)) for s, v in curves]
     common = sorted(set.intersection(*(set(m) for m in maps)))
     return common, [math.fsum(m[s] for m in maps) / len(maps) for s in common]
+
+
+def band(curves: Sequence[tuple[list[float], list[float]]], steps: list[float]) -> tuple[list[float], list[float]]:
+    """(min, max) over several curves at each of ``steps`` (steps every curve has)."""
+    maps = [dict(zip(s, v)) for s, v in curves if s]
+    return [min(m[x] for m in maps) for x in steps], [max(m[x] for m in maps) for x in steps]
 
 
 def _kind(kind) -> str:
@@ -223,7 +239,7 @@ def plot_curves(
                 many = len(row.runs) > 1
                 ax.plot(
                     steps, values, color=color, lw=0.9 if many else 1.6, alpha=0.45 if many else 0.95,
-                    ls=":" if unfinished else "-", marker="o" if kind == "eval" else None, ms=3,
+                    ls=":" if unfinished else "-", marker="o" if kind.startswith("eval") else None, ms=3,
                 )
                 # An eval curve of a diverged run often holds only the shared base-model point
                 # at step 0; an x there would mark the base model, not the divergence.
@@ -233,7 +249,9 @@ def plot_curves(
                     done.append((steps, values))
             if len(done) > 1:
                 ms, mv = mean_curve(done)
-                ax.plot(ms, mv, color=color, lw=2.2, marker="o" if kind == "eval" else None, ms=4)
+                ax.plot(ms, mv, color=color, lw=2.2, marker="o" if kind.startswith("eval") else None, ms=4)
+                lo, hi = band(done, ms)
+                ax.fill_between(ms, lo, hi, color=color, alpha=0.15, lw=0)  # min-max over seeds
         if len(sections) > 1:
             ax.set_title(f"budget {budget}" if budget is not None else "no budget", fontsize=10)
         if not drawn:
@@ -404,7 +422,8 @@ def write_figures(runs: Sequence[RunResult], rows: Sequence[Row], out_dir, compa
         comparisons = paired_comparisons(rows)
     jobs = {
         "train_loss.png": lambda p: plot_curves(rows, p, "train", "loss", "training loss", "Training loss"),
-        "eval_loss.png": lambda p: plot_curves(rows, p, "eval", "eval_loss", "eval loss", "Eval loss (step 0 = base model)"),
+        "eval_loss.png": lambda p: plot_curves(rows, p, eval_curve(runs)[0], "eval_loss", "eval loss",
+                                               eval_curve(runs)[1]),
         "grad_norm.png": lambda p: plot_curves(rows, p, "train", "grad_norm", "global gradient norm", "Gradient norm", log="log"),
         "ranks.png": lambda p: plot_ranks(rows, p),
         "params_vs_perplexity.png": lambda p: plot_pareto(rows, p),

@@ -28,7 +28,7 @@ from urllib.parse import quote
 from .._io import atomic_write_text, read_json
 from .collect import RunResult, finite
 from .figures import _labels as plot_labels
-from .figures import mean_curve, pareto_points, series
+from .figures import eval_curve, mean_curve, pareto_points, series
 from .table import METRICS, RESULTS_MD, TABLE_NOTES, Row, _cell, pareto_front, row_label, verdict_cell
 
 REPORT_HTML = "report.html"
@@ -41,7 +41,10 @@ RUN_FILES = ("config.yaml", "plan.json", "metrics.jsonl", "summary.json", "adapt
 # stays small and fast; the first and last points are always kept.
 MAX_POINTS = 600
 # (payload name, metrics.jsonl row type, key) of the curves drawn per strategy.
-CURVES = (("train_loss", "train", "loss"), ("eval_loss", "eval", "eval_loss"), ("grad_norm", "train", "grad_norm"))
+def _curves(eval_kind: str) -> tuple:
+    """(curve name, metrics row type, key) of the three curve plots; the eval curve reads the
+    fixed-subset rows when the runs logged them (see ``figures.eval_curve``)."""
+    return (("train_loss", "train", "loss"), ("eval_loss", eval_kind, "eval_loss"), ("grad_norm", "train", "grad_norm"))
 _PLACEHOLDER = re.compile(r"/\*@(CSS|PLOTLY|APP|DATA)@\*/")
 
 
@@ -98,9 +101,9 @@ def _layer_grads(run: RunResult) -> dict | None:
     return {"steps": [finite(m.get("step")) for m in rows], "layers": layers, "z": z}
 
 
-def _run_payload(run: RunResult, row_index: int, out_dir: Path) -> dict:
+def _run_payload(run: RunResult, row_index: int, out_dir: Path, specs: tuple) -> dict:
     curves = {}
-    for name, kind, key in CURVES:
+    for name, kind, key in specs:
         curves[name] = dict(zip(("x", "y"), _thin(*series(run, kind, key, positive=(name == "grad_norm")))))
     params = finite(run.get("trainable_params"))
     return {
@@ -177,7 +180,7 @@ def _bands(row: Row, kind: str, key: str, positive: bool) -> dict | None:
     return {"x": x, "mean": mean, "lo": lo, "hi": hi, "n": len(curves)}
 
 
-def _row_payload(row: Row, label: str, verdict) -> dict:
+def _row_payload(row: Row, label: str, verdict, specs: tuple) -> dict:
     stats = {}
     for m in METRICS:
         s = row.stats.get(m.key)
@@ -193,7 +196,7 @@ def _row_payload(row: Row, label: str, verdict) -> dict:
         "n": row.n,
         "verdict": verdict,
         "stats": stats,
-        "curves": {name: _bands(row, kind, key, name == "grad_norm") for name, kind, key in CURVES},
+        "curves": {name: _bands(row, kind, key, name == "grad_norm") for name, kind, key in specs},
         "ranks": {"planned": _rank_grid(_planned_modules(row)),
                   "realised": _rank_grid(_recorded_modules(row))},
     }
@@ -305,13 +308,17 @@ def build_payload(
     row_of = {id(run): i for i, row in enumerate(rows) for run in row.runs}
     intro, sections = md_sections(markdown)
     title = next((line[2:].strip() for line in markdown.splitlines() if line.startswith("# ")), "Results")
+    eval_kind, eval_title = eval_curve(runs)
+    specs = _curves(eval_kind)
     return {
+        "eval_title": eval_title,
         "title": title,
         "intro": intro,
         "columns": [{"key": m.key, "header": m.header} for m in METRICS],
         "notes": [_inline(n) for n in TABLE_NOTES],
-        "rows": [_row_payload(r, labels[id(r)], verdict_cell(r, comparisons) if comparisons else None) for r in rows],
-        "runs": [_run_payload(run, row_of[id(run)], out_dir) for run in runs if id(run) in row_of],
+        "rows": [_row_payload(r, labels[id(r)], verdict_cell(r, comparisons) if comparisons else None, specs)
+                 for r in rows],
+        "runs": [_run_payload(run, row_of[id(run)], out_dir, specs) for run in runs if id(run) in row_of],
         "pareto": _pareto(rows),
         "sections": sections,
     }

@@ -225,14 +225,21 @@ class EvalConfig(_Checks):
 
     eval_every: int = F(0, "evaluate every N optimizer steps (0 = before and after training only); each eval "
                            "costs a pass over the eval set")
+    eval_subset: int = F(0, "evaluations between the first and the last (eval_every) use only the first N held-out "
+                            "examples, a fixed subset also scored at step 0 and at the end: cheap learning "
+                            "curves; 0 = the full eval set every time")
     eval_batch_size: int = F(16, "examples per eval batch; larger is faster until memory runs out")
+    forgetting: bool = F(True, "eval loss on general text (Python's own documentation) before and after training: "
+                               "how much the model forgot; costs one short eval per run")
+    forgetting_passages: int = F(24, "passages of general text for the forgetting metric (~100 tokens each)")
     generate_samples: int = F(0, "greedy-generate this many eval prompts into samples.jsonl at the end")
     max_new_tokens: int = F(64, "tokens generated per sample")
     loss_spike: Any = F(None, "mark the run diverged when the step loss exceeds this (null = only NaN/Inf)")
 
     def __post_init__(self):
-        self._ints(("eval_batch_size",), 1, "a positive integer")
-        self._ints(("eval_every", "generate_samples", "max_new_tokens"), 0, "a non-negative integer")
+        self._ints(("eval_batch_size", "forgetting_passages"), 1, "a positive integer")
+        self._ints(("eval_every", "eval_subset", "generate_samples", "max_new_tokens"), 0, "a non-negative integer")
+        self._bools(("forgetting",))
         self._nums(("loss_spike",), lambda v: v > 0, "a positive number", optional=True)
 
 
@@ -259,10 +266,20 @@ class OutputConfig(_Checks):
 
     output_dir: str = F("runs/train", "folder of config.yaml, plan.json, metrics.jsonl, summary.json, adapter/")
     progress: bool = F(True, "show a progress bar (display only)")
+    report_to: Any = F(doc="experiment trackers, any of tensorboard, mlflow, wandb, trackio (list or "
+                           "comma-separated; each needs its extra, e.g. pip install 'adaptive-lora[mlflow]')",
+                       factory=list)
+    tracker_strict: bool = F(False, "fail the run when a tracker fails; false = record it in trackers.json and "
+                                    "go on (the run's own files never depend on a tracker)")
 
     def __post_init__(self):
+        from .trackers import parse_report_to
+
         self._need(isinstance(self.output_dir, str) and self.output_dir.strip(), "output_dir", "a non-empty string")
-        self._bools(("progress",))
+        self._bools(("progress", "tracker_strict"))
+        # Checked here, not when training starts: a sweep validates every run before the first one
+        # trains, so a missing tracker package fails in seconds, not after hours.
+        self.report_to = parse_report_to(self.report_to)
 
 
 # attribute name on TrainConfig -> group class, in the order the help text lists them
@@ -294,8 +311,9 @@ KEY_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in _us
 assert len(KEY_GROUP) == sum(len(_user_fields(c)) for c in GROUPS.values()), "a key is in two groups"
 
 # Keys that change what the terminal shows or where files go, never a result: left out of every
-# config hash, so that e.g. --set progress=false does not make a finished sweep look stale.
-DISPLAY_ONLY = ("progress", "output_dir")
+# config hash, so that e.g. --set progress=false (or adding a tracker to report_to) does not make
+# a finished sweep look stale.
+DISPLAY_ONLY = ("progress", "output_dir", "report_to", "tracker_strict")
 
 
 @dataclass

@@ -56,20 +56,22 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     # whether a probe ran (it consumes random numbers) or was read from the cache.
     set_seed(cfg.optim.seed)
     model = method.attach(model, layout.select(cfg.plan.targets), cfg, total).to(session.device)
-    files = RunFiles(out, session.main)
+    files = RunFiles(out, session.main, meta)
     files.start(cfg, method, probe_info)
     evaluator = Evaluator(cfg, session, data, files.log, model)
     base_eval = evaluator.base(base_eval_cache)
     setup_s = time.perf_counter() - t_setup
     layers = {m.name: m.layer for m in layout.modules}
-    model, result = fit(cfg, session, data, model, method, total, files.log, evaluator.at, layers,
+    model, result = fit(cfg, session, data, model, method, total, files.log, evaluator.during, layers,
                         desc=meta.run_id or "train")
-    final_eval = evaluator.at(result.steps) if result.status == "completed" else None
+    final_eval = evaluator.full(result.steps) if result.status == "completed" else None
+    last = (final_eval or {}).get("eval") or (result.last_eval if (result.last_eval or {}).get("type") == "eval"
+                                               else base_eval["eval"])
     unwrapped = session.acc.unwrap_model(model)
     realised = method.realised(unwrapped, layout)
     save_outputs(cfg, session, data, unwrapped, out, result)
     summary = summarise(cfg, meta, session, data, layout, method, realised, result,
-                        Evals(base_eval, final_eval, result.last_eval or base_eval), probe_info, setup_s, total)
+                        Evals(base_eval, final_eval, last, evaluator.general_info), probe_info, setup_s, total)
     files.finish(summary)
     return summary.to_dict()
 
@@ -108,10 +110,13 @@ def build_method(cfg: TrainConfig, session: Session, data: TrainData, model, lay
 
 
 class RunFiles:
-    """The run folder's files; only the main process writes."""
+    """The run folder's files, and the experiment trackers of ``report_to`` (fed the same rows as
+    metrics.jsonl, after the file: a tracker never holds up or loses the run's own records);
+    only the main process writes."""
 
-    def __init__(self, out: Path, main: bool):
-        self.out, self.main = out, main
+    def __init__(self, out: Path, main: bool, meta: RunMeta | None = None):
+        self.out, self.main, self.meta = out, main, meta or RunMeta()
+        self.trackers = None
 
     def start(self, cfg: TrainConfig, method, probe_info) -> None:
         if not self.main:
@@ -122,16 +127,27 @@ class RunFiles:
         _io.atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         (self.out / "metrics.jsonl").write_text("")
         plan = getattr(method, "plan", None)
+        plan = {**plan.to_dict(), "probe": probe_info} if plan is not None else None
         if plan is not None:
-            _io.atomic_write_json(self.out / "plan.json", {**plan.to_dict(), "probe": probe_info})
+            _io.atomic_write_json(self.out / "plan.json", plan)
+        if cfg.output.report_to:
+            from .trackers import Trackers
+
+            self.trackers = Trackers(cfg.output.report_to, cfg.output.tracker_strict)
+            self.trackers.start(self.out, self.meta.run_id or self.out.name, cfg.to_dict(), plan, self.meta.group)
 
     def log(self, row: dict) -> None:
         if self.main:
             _io.append_jsonl(self.out / "metrics.jsonl", row)
+            if self.trackers is not None:
+                self.trackers.log(row)
 
     def finish(self, summary: RunSummary) -> None:
         if self.main:
-            _io.atomic_write_json(self.out / "summary.json", summary.to_dict())
+            d = summary.to_dict()
+            _io.atomic_write_json(self.out / "summary.json", d)
+            if self.trackers is not None:
+                self.trackers.finish(d)
 
 
 # Keys that cannot change the step-0 evaluation: with B = 0 (LoRA) or E = 0 (AdaLoRA) the wrapped
@@ -144,37 +160,89 @@ _BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "ad
 
 
 class Evaluator:
-    """Eval loss on the held-out split, logged as an ``eval`` row."""
+    """Held-out evaluations, each logged as a metrics row.
+
+    * ``eval``: the full held-out split (step 0, the end, and every ``eval_every`` steps unless
+      ``eval_subset`` is set);
+    * ``eval_subset``: the first ``eval_subset`` held-out examples, at step 0, every
+      ``eval_every`` steps and at the end: cheap points for the learning curves;
+    * ``eval_general``: general text never trained on (the forgetting metric), at step 0 and the end.
+    """
 
     def __init__(self, cfg: TrainConfig, session: Session, data: TrainData, log, model):
-        self.cfg, self.session, self.data, self.log, self.model = cfg, session, data, log, model
+        from ..data.general_text import general_examples
 
-    def at(self, step: int) -> dict:
+        self.cfg, self.session, self.data, self.log, self.model = cfg, session, data, log, model
+        n = cfg.eval.eval_subset
+        self.subset = data.eval[:n] if n else None
+        self.general, self.general_info = (None, None)
+        if cfg.eval.forgetting:
+            self.general, self.general_info = general_examples(data.tokenizer, cfg.eval.forgetting_passages,
+                                                               cfg.input.max_length)
+
+    def _rows(self, kind: str, examples: list, step: int, subset: int = 0) -> dict:
+        """Evaluate ``examples``; log and return ``{kind: row}`` (plus the subset's row)."""
         s = self.session
-        res = evaluate(self.model, self.data.eval, self.data.collate, self.cfg.eval.eval_batch_size, s.device,
-                       s.amp, s.rank, s.world, s.reduce_sum)
-        row = {"type": "eval", "step": step, **res}
-        self.log(row)
-        return row
+        res = evaluate(self.model, examples, self.data.collate, self.cfg.eval.eval_batch_size, s.device, s.amp,
+                       s.rank, s.world, s.reduce_sum, subset=subset)
+        sub = res.pop("subset", None)
+        rows = {kind: {"type": kind, "step": step, **res}}
+        if sub is not None:
+            rows["eval_subset"] = {"type": "eval_subset", "step": step, **sub}
+        for row in rows.values():
+            self.log(row)
+        return rows
+
+    def during(self, step: int) -> dict:
+        """An intermediate point (every ``eval_every`` steps)."""
+        if self.subset:
+            return self._rows("eval_subset", self.subset, step)["eval_subset"]
+        return self._rows("eval", self.data.eval, step)["eval"]
+
+    def full(self, step: int) -> dict:
+        """Step 0 or the end: the full split (and the subset, from the same passes) and the
+        general text; keyed by row type."""
+        rows = self._rows("eval", self.data.eval, step, subset=len(self.subset or ()))
+        if self.general:
+            rows.update(self._rows("eval_general", self.general, step))
+        return rows
 
     def base(self, cache: dict | None) -> dict:
+        """``full(0)``, or the same rows from the sweep's cache (logged with ``cached: true``)."""
         key = self.cfg.cache_key("base_eval", _BASE_EVAL_IGNORES, {"amp": self.session.precision,
                                                                  "world": self.session.world})
         if cache is not None and key in cache:
-            row = {**cache[key], "cached": True}
-            self.log(row)
-            return row
-        row = self.at(0)
+            rows = {kind: {**row, "cached": True} for kind, row in cache[key].items()}
+            for row in rows.values():
+                self.log(row)
+            return rows
+        rows = self.full(0)
         if cache is not None:
-            cache[key] = row
-        return row
+            cache[key] = rows
+        return rows
 
 
 @dataclass
 class Evals:
-    base: dict
-    final: dict | None
-    last: dict
+    base: dict  # row type -> row, at step 0
+    final: dict | None  # row type -> row, at the end (None unless completed)
+    last: dict  # the last full-split eval row
+    general_info: dict | None
+
+    def summary_fields(self) -> dict:
+        final = self.final or {}
+        fb, ff = self.base.get("eval_general"), final.get("eval_general")
+        return {
+            "eval_loss": final["eval"]["eval_loss"] if final else None,
+            "perplexity": final["eval"]["perplexity"] if final else None,
+            "eval_tokens": self.base["eval"]["eval_tokens"], "last_eval_loss": self.last["eval_loss"],
+            "base_eval_loss": self.base["eval"]["eval_loss"], "base_perplexity": self.base["eval"]["perplexity"],
+            "eval_subset_loss": final["eval_subset"]["eval_loss"] if "eval_subset" in final else None,
+            "forgetting_base_loss": fb["eval_loss"] if fb else None,
+            "forgetting_loss": ff["eval_loss"] if ff else None,
+            "forgetting_delta": ff["eval_loss"] - fb["eval_loss"] if ff and fb else None,
+            "forgetting_set": self.general_info,
+        }
 
 
 def save_outputs(cfg: TrainConfig, session: Session, data: TrainData, model, out: Path, result: FitResult):
@@ -199,10 +267,7 @@ def summarise(cfg, meta, session, data, layout, method, realised, result: FitRes
         method=cfg.plan.method, seed=cfg.optim.seed, budget_label=meta.budget_label, variant=meta.variant,
         diverged_step=d.step if d else None, diverged_module=d.where if d else None,
         diverged_reason=d.what if d else None,
-        eval_loss=evals.final["eval_loss"] if evals.final else None,
-        perplexity=evals.final["perplexity"] if evals.final else None,
-        eval_tokens=evals.base["eval_tokens"], last_eval_loss=evals.last["eval_loss"],
-        base_eval_loss=evals.base["eval_loss"], base_perplexity=evals.base["perplexity"],
+        **evals.summary_fields(),
         trainable_params=trainable, planned_params=method.planned_params(), base_params=layout.base_params,
         total_params=layout.base_params + trainable,
         efficiency_pct=100.0 * trainable / (layout.base_params + trainable),

@@ -185,7 +185,7 @@
 
   const CURVE_AXES = {
     train_loss: { title: "Training loss", y: "training loss", mode: "lines", yaxis: {} },
-    eval_loss: { title: "Eval loss (step 0 = base model)", y: "eval loss", mode: "lines+markers", yaxis: {} },
+    eval_loss: { title: D.eval_title || "Eval loss (step 0 = base model)", y: "eval loss", mode: "lines+markers", yaxis: {} },
     grad_norm: { title: "Gradient norm", y: "global gradient norm", mode: "lines", yaxis: { type: "log" } },
   };
 
