@@ -2,7 +2,7 @@
 the run already writes to ``metrics.jsonl``.
 
 What goes to every tracker: the resolved config (flat, as hyperparameters), each optimizer
-step's loss, lr, grad norm, tokens/s and per-layer grad norms (``grad_norm/layer_03/A``), each
+step's loss, lr, grad norm, tokens/s and per-layer grad norms (``layer_grad_norms/layer_03/A``), each
 eval's ``eval_loss`` and ``perplexity`` at its step, the rank plan (a table, or ``plan.json`` as an
 MLflow artifact) and the summary's numeric fields (``summary/<key>``) at the last step.
 
@@ -188,7 +188,9 @@ def metrics_of(row: dict) -> dict:
     if kind == "train":
         out = {k: row[k] for k in _TRAIN_KEYS if _number(row.get(k))}
         for layer, norms in (row.get("layer_grad_norms") or {}).items():
-            out.update({f"grad_norm/{_layer_tag(layer)}/{m}": v for m, v in norms.items() if _number(v)})
+            # Not grad_norm/layer_03/A: MLflow's file store keeps a metric per file, so the file
+            # grad_norm and a folder grad_norm/ cannot both exist.
+            out.update({f"layer_grad_norms/{_layer_tag(layer)}/{m}": v for m, v in norms.items() if _number(v)})
         return out
     if isinstance(kind, str) and kind.startswith("eval"):
         # eval (the full held-out split) keeps the plain names; eval_subset, eval_general ... get a prefix
