@@ -1,7 +1,9 @@
 """``adaptive-lora``: each sub-command maps explicitly onto one function.
 
-Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 3 a training run
-diverged, 1 anything else (a bug: the traceback is kept).
+Exit codes (README "Exit codes"): 0 success; 2 bad input, one line on stderr, nothing written;
+3 ``train``: the run diverged, ``run``: some run diverged and none failed; 4 ``run``: some run
+failed; 1 anything else (``train``: the run failed, ``summary.json`` says so; otherwise a bug,
+the traceback is kept); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +12,26 @@ import argparse
 import sys
 
 from ..errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house rule for bad input: one line on stderr, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"adaptive-lora: error: {message} (see '{self.prog} --help')\n")
+
+
+def _train_epilog() -> str:
+    """The config keys by group with their one-line docs (TrainConfig.keys_by_group)."""
+    import json
+
+    from ..training.config import TrainConfig
+
+    lines = ["config keys (YAML or --set KEY=VALUE), by group:"]
+    for group, rows in TrainConfig.keys_by_group().items():
+        lines.append(f"  {group}:")
+        lines += [f"    {key} = {json.dumps(default, default=str)}: {doc}" for key, default, doc in rows]
+    return "\n".join(lines)
 
 
 def _add_plan(sub):
@@ -52,12 +74,17 @@ def _run_strategies(args) -> int:
     return 0
 
 
-def _add_train(sub):
-    p = sub.add_parser("train", help="train one adapter from a YAML config into an output folder")
+def _add_train(sub, key_help: bool = True):
+    # The key list imports the training stage (torch): built only when train's help can be shown.
+    p = sub.add_parser("train", help="train one adapter from a YAML config into an output folder",
+                       epilog=_train_epilog() if key_help else None,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML file of training-config fields")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable), e.g. --set lr=1e-4")
     p.add_argument("--out", default=None, help="output folder (overrides output_dir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in the output folder (otherwise it is never touched)")
     p.set_defaults(func=_run_train)
 
 
@@ -74,7 +101,10 @@ def _add_run(sub):
                    help="override a training field for every run (repeatable)")
     p.add_argument("--out", default=None, help="results folder (default: the sweep's 'out')")
     p.add_argument("--dry-run", action="store_true",
-                   help="validate every run and print its planned parameters, without loading weights or training")
+                   help="run every pre-training check of every run and print its state and planned parameters, "
+                        "without loading weights or training")
+    p.add_argument("--add-to-existing", action="store_true",
+                   help="add runs of this sweep to a results folder made by a different sweep definition")
     p.set_defaults(func=_run_run)
 
 
@@ -88,28 +118,58 @@ def _add_report(sub):
     p = sub.add_parser("report", help="write results.md/.csv and figures for a results folder")
     p.add_argument("results_dir")
     p.add_argument("--out", default=None, help="where to write (default: the results folder)")
+    p.add_argument("--reference", default=None,
+                   help="run name or strategy the paired comparisons use as reference (default: the sweep's, else uniform)")
+    p.add_argument("--delta", default=None,
+                   help="eval-loss difference the 'seeds needed' figure targets (default: the sweep's, else 0.01)")
     p.set_defaults(func=_run_report)
+
+
+def _report_args(args) -> tuple:
+    """(reference, delta) of 'report', checked; the results folder and --out checked too."""
+    import math
+    from pathlib import Path
+
+    from .checks import writable_folder
+
+    results = Path(args.results_dir)
+    if results.is_file():
+        raise UserError(f"'{results}' is a file, not a results folder: give the folder a sweep wrote (a sweep file "
+                        f"runs with 'adaptive-lora run {results}')")
+    writable_folder(args.out or results, "report folder --out" if args.out else "results folder")
+    reference = args.reference
+    if reference is not None and not reference.strip():
+        raise UserError("--reference is empty: give a run name or strategy, e.g. --reference uniform")
+    delta = args.delta
+    if delta is not None:
+        try:
+            delta = float(delta)
+        except ValueError:
+            raise UserError(f"--delta {args.delta!r} is not a number: give an eval-loss difference, e.g. 0.01") from None
+        if not math.isfinite(delta) or delta <= 0:
+            raise UserError(f"--delta must be a positive number (an eval-loss difference, e.g. 0.01), got {args.delta}")
+    return reference, delta
 
 
 def _run_report(args) -> int:
     from ..reports import write_report
 
-    paths = write_report(args.results_dir, args.out)
+    reference, delta = _report_args(args)
+    paths = write_report(args.results_dir, args.out, reference=reference, delta=delta)
     print(f"wrote {paths.results_md}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(key_help: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``key_help=False`` leaves the config-key list out of 'train --help'."""
+    parser = _Parser(
         prog="adaptive-lora",
         description="LoRA fine-tuning with a rank per layer and module: plan, train, compare.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_plan, _add_strategies, _add_train, _add_run, _add_report):
+    for add in (_add_plan, _add_strategies, lambda s: _add_train(s, key_help), _add_run, _add_report):
         add(sub)
     return parser
-
-
 
 
 def _quiet_libraries() -> None:
@@ -124,8 +184,12 @@ def _quiet_libraries() -> None:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(key_help="train" in words and bool({"-h", "--help"} & set(words)))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, one line): a return code in-process too
+        return exc.code if isinstance(exc.code, int) else 2
     _quiet_libraries()
     try:
         return int(args.func(args) or 0)

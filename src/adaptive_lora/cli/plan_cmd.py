@@ -24,7 +24,7 @@ def build_plan_from_args(args):
     policy = AlphaPolicy(args.alpha_policy, args.lora_alpha)
     config = load_config(args.model)
     layout = discover_layout(config)
-    targets = [t for t in args.targets.split(",")] if args.targets else None
+    targets = args.targets.split(",") if args.targets is not None else None  # "" is refused, not the default
     plan = make_plan(layout, args.strategy, params, targets=targets, budget=args.budget, budget_like=args.budget_like)
     return plan, policy
 

@@ -1,7 +1,10 @@
 """``adaptive-lora train --config FILE.yaml [--set key=value ...]``.
 
-Exit codes: 0 completed, 3 diverged, 2 bad input, 1 other failure (the run folder keeps a
-``summary.json`` with status ``failed`` and the traceback in ``error.log``).
+Exit codes: 0 completed, 3 diverged, 2 bad input (nothing written), 1 other failure (the run
+folder keeps a ``summary.json`` with status ``failed`` and the traceback in ``error.log``).
+
+A folder that holds a finished run (completed or diverged) is never touched without
+``--overwrite``; every pre-training check (``cli/checks.py``) passes before anything is written.
 """
 
 from __future__ import annotations
@@ -17,6 +20,34 @@ from ..errors import UserError
 EXIT_DIVERGED = 3
 
 
+# Files a run writes; --overwrite removes them (and nothing else) once every check has passed.
+RUN_FILES = ("summary.json", "error.log", "config.yaml", "metrics.jsonl", "plan.json", "samples.jsonl", "adapter")
+
+
+def prepare_folder(cfg, overwrite: bool) -> Path:
+    """The run folder, after every pre-training check: a finished run there is refused unless
+    ``overwrite``; then the files of an earlier attempt are removed, so none is mixed into this one."""
+    import shutil
+
+    from ..experiments.runner import FINISHED_STATUSES, _read_status
+    from .checks import RunChecks, writable_folder
+
+    out = writable_folder(cfg.output.output_dir, "output folder")
+    status, _ = _read_status(out)
+    if status in FINISHED_STATUSES and not overwrite:
+        raise UserError(f"output folder '{out}' holds a finished run ({status}): pass --overwrite to replace it, "
+                        "or choose another --out")
+    RunChecks(strict=True).check(cfg)
+    if status is not None:
+        for name in RUN_FILES:
+            path = out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    return out
+
+
 def train_command(args) -> int:
     from ..overrides import parse_overrides
     from ..schema import RunSummary
@@ -26,7 +57,7 @@ def train_command(args) -> int:
     if args.out:
         overrides["output_dir"] = args.out
     cfg = load_train_config(args.config, overrides)
-    out = Path(cfg.output.output_dir)
+    out = prepare_folder(cfg, getattr(args, "overwrite", False))
     meta = RunMeta(run_id=out.name, group=out.name)
     try:
         summary = train(cfg, out, meta)

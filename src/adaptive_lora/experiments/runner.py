@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .._io import _jsonable, atomic_write_json, atomic_write_text, read_json
+from .._io import jsonable, atomic_write_json, atomic_write_text, read_json
 from ..errors import UserError
 from .sweep import RunSpec, Sweep
 
@@ -119,7 +119,7 @@ def _now() -> str:
 
 def _plain(obj: Any) -> Any:
     """A JSON-safe copy: NaN/Inf as strings (like every result file), other odd values as str()."""
-    return json.loads(json.dumps(_jsonable(obj), default=str))
+    return json.loads(json.dumps(jsonable(obj), default=str))
 
 
 def _read_status(run_dir: Path) -> tuple[str | None, dict | None]:
@@ -195,6 +195,53 @@ def _check_finished_runs(specs: list[RunSpec], out_dir: Path) -> None:
         f"run {spec.run_id}{others} in '{out_dir}' was finished with a different config{detail}; "
         "use another --out or delete that run folder"
     )
+
+
+def run_state(spec: RunSpec, out_dir: Path) -> str:
+    """What a sweep would do with ``spec`` in ``out_dir``: ``done`` (finished with this config, kept),
+    ``stale`` (finished with another config: refused), ``failed`` (redone) or ``pending``."""
+    run_dir = Path(out_dir) / spec.run_id
+    status, _ = _read_status(run_dir)
+    if status not in FINISHED_STATUSES:
+        return "failed" if status == "failed" else "pending"
+    try:
+        stored = read_json(run_dir / "spec.json")
+    except (OSError, ValueError):
+        stored = None
+    same = isinstance(stored, dict) and stored.get("config_hash") == spec.config_hash
+    return "done" if same else "stale"
+
+
+def _runs_entry(s: RunSpec) -> dict:
+    return {"run_id": s.run_id, "group": s.group, "seed": s.seed, "budget_label": s.budget_label,
+            "variant": s.variant, "config_hash": s.config_hash}
+
+
+def _merge_definition(sweep: Sweep, out_dir: Path, add_to_existing: bool) -> tuple[list, list]:
+    """(runs, earlier definitions) for sweep.json. A folder made by another sweep definition gets
+    new or changed runs only with ``add_to_existing``; otherwise a one-line refusal."""
+    try:
+        old = read_json(out_dir / "sweep.json")
+    except (OSError, ValueError):
+        old = None
+    new_runs = [_runs_entry(s) for s in sweep.specs]
+    if not isinstance(old, dict) or not isinstance(old.get("runs"), list):
+        return new_runs, []
+    known = {r.get("run_id"): r.get("config_hash") for r in old["runs"] if isinstance(r, dict)}
+    # A new run id, or a changed config of a run that has not failed (fixing a failed run's config
+    # and redoing it is a repair, not a new definition).
+    added = [r["run_id"] for r in new_runs if r["run_id"] not in known or (
+        known[r["run_id"]] != r["config_hash"] and _read_status(out_dir / r["run_id"])[0] != "failed")]
+    renamed = old.get("name") != sweep.name
+    if (added or renamed) and not add_to_existing:
+        what = f"adds or changes run{'s' if len(added) > 1 else ''} {', '.join(added[:3])}" + \
+            (f" and {len(added) - 3} more" if len(added) > 3 else "") if added else f"is named '{sweep.name}'"
+        raise UserError(f"results folder '{out_dir}' was made by sweep '{old.get('name')}' and this sweep {what}: "
+                        "pass --add-to-existing to add them to it, or choose another --out")
+    ids = {r["run_id"] for r in new_runs}
+    kept = [r for r in old["runs"] if isinstance(r, dict) and r.get("run_id") not in ids]
+    earlier = list(old.get("definitions") or []) + ([old.get("source")] if added or renamed else [])
+    return kept + new_runs, earlier
 
 
 def _clear(run_dir: Path) -> None:
@@ -288,6 +335,7 @@ def run_sweep(
     out_dir: str | Path,
     train_fn: Callable[[dict, Path], dict],
     progress: bool = True,
+    add_to_existing: bool = False,
 ) -> SweepResult:
     """Run every spec of ``sweep`` into ``out_dir``, skipping runs that already finished.
 
@@ -297,8 +345,11 @@ def run_sweep(
     its summary and the traceback in ``error.log``) and the sweep moves on; Ctrl-C stops the
     sweep, and running the same command again resumes it.
 
-    Raises :class:`UserError` when another process holds the folder, or when a finished run in
-    the folder was made with a different config (checked for all runs before training any).
+    Raises :class:`UserError` when another process holds the folder, when a finished run in
+    the folder was made with a different config (checked for all runs before training any), or
+    when the folder was made by another sweep definition and ``add_to_existing`` is not set.
+    ``sweep.json`` lists the runs of every definition the folder holds and, under
+    ``definitions``, the earlier sweep files.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -312,6 +363,7 @@ def run_sweep(
     total = len(sweep.specs)
     with sweep_lock(out_dir):
         _check_finished_runs(sweep.specs, out_dir)
+        runs, earlier = _merge_definition(sweep, out_dir, add_to_existing)
         atomic_write_json(
             out_dir / "sweep.json",
             {
@@ -319,17 +371,8 @@ def run_sweep(
                 "compare_to_paper": sweep.compare_to_paper,
                 "report": sweep.report,
                 "source": _plain(sweep.source),
-                "runs": [
-                    {
-                        "run_id": s.run_id,
-                        "group": s.group,
-                        "seed": s.seed,
-                        "budget_label": s.budget_label,
-                        "variant": s.variant,
-                        "config_hash": s.config_hash,
-                    }
-                    for s in sweep.specs
-                ],
+                "definitions": _plain(earlier),
+                "runs": runs,
                 "time": _now(),
             },
         )

@@ -6,6 +6,8 @@ Schema (unknown keys and wrong types are refused with a :class:`UserError` namin
     out: results/default     # optional; default results/<name> (relative to the working dir)
     compare_to_paper: false  # optional
     report: true             # optional
+    reference: uniform       # optional; the run name or strategy paired comparisons use as reference
+    delta: 0.01              # optional; the eval-loss difference the "seeds needed" figure targets
     seeds: [0, 1, 2]         # optional; default [0]
     defaults: {...}          # training-config fields shared by every run
     budgets:                 # optional; every run is repeated per budget
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .._io import _jsonable
+from .._io import jsonable
 from ..errors import UserError
 from ..overrides import apply_overrides, read_yaml_mapping
 
@@ -40,6 +43,7 @@ __all__ = ["RunSpec", "Sweep", "load_sweep", "config_hash", "safe_run_id"]
 
 _TOP_KEYS = (
     "name", "out", "compare_to_paper", "report", "seeds", "defaults", "budgets", "variants", "runs",
+    "reference", "delta",
 )
 _BUDGET_KEYS = ("label", "like", "params")
 # Set by the sweep itself for every run. Letting a run, a variant or the defaults set them too
@@ -58,7 +62,7 @@ def config_hash(config: Mapping) -> str:
     spelling in the sweep file. Values JSON cannot hold (a date, a path) hash by ``str()``.
     """
     text = json.dumps(
-        _jsonable(dict(config)), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+        jsonable(dict(config)), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
         allow_nan=False, default=str,
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -178,6 +182,17 @@ def _no_identity_keys(d: Mapping, where: str, path: str) -> None:
         if key in d:
             hint = "list seeds in the top-level 'seeds'" if key == "seed" else "the sweep sets it"
             raise UserError(f"{path}: '{key}' cannot be set in {where}; {hint}")
+
+
+def _comparison_keys(data: Mapping, path: str) -> None:
+    """``reference`` (a non-empty string) and ``delta`` (a positive number), when given."""
+    if "reference" in data:
+        _name(data["reference"], "reference", path)
+    if "delta" in data:
+        d = data["delta"]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0:
+            raise UserError(f"{path}: 'delta' must be a positive number (an eval-loss difference, e.g. 0.01), "
+                            f"got {d!r}")
 
 
 def _seeds(value: Any, path: str) -> list[int]:
@@ -323,6 +338,7 @@ def load_sweep(
     compare_to_paper = _bool(data.get("compare_to_paper"), "compare_to_paper", p, False)
     report = _bool(data.get("report"), "report", p, True)
     seeds = _seeds(data.get("seeds"), p)
+    _comparison_keys(data, p)
     defaults = _mapping(data.get("defaults"), "defaults", p, "training-config fields")
     _no_identity_keys(defaults, "'defaults'", p)
     budgets = _budgets(data.get("budgets"), p)
