@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 from adaptive_lora._io import atomic_write_json
@@ -58,27 +57,10 @@ def load_json_records(path: str | os.PathLike) -> list[dict]:
 
 
 def split_records(records: list[dict], *, seed: int, eval_size: int, max_train: int | None):
-    """``(train, eval)`` exactly as our tool splits them.
+    """``(train, eval)`` exactly as our tool splits them: both sides see the same records."""
+    from adaptive_lora.data.records import split_records as project_split
 
-    The project's own ``adaptive_lora.data.split_records`` is used when it is importable, so both
-    sides see the same 200 training and 50 eval records. The fallback implements the same rule:
-    shuffle a copy with ``random.Random(seed)`` (a shuffle's swaps depend only on the length, so
-    shuffling indices or records gives the same order), eval = the first ``eval_size``, train =
-    the rest, cut to ``max_train``.
-    """
-    try:
-        from adaptive_lora.data.records import split_records as project_split
-    except ImportError:
-        project_split = None
-    if project_split is not None:
-        return project_split(records, seed=seed, eval_size=eval_size, max_train=max_train)
-    shuffled = list(records)
-    random.Random(seed).shuffle(shuffled)
-    eval_records = shuffled[:eval_size]
-    train_records = shuffled[eval_size:]
-    if max_train is not None:
-        train_records = train_records[:max_train]
-    return train_records, eval_records
+    return project_split(records, seed=seed, eval_size=eval_size, max_train=max_train)
 
 
 def token_weighted_eval_loss(model, examples: list[dict], collate, batch_size: int = 8) -> tuple[float, int]:

@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """JSON has no NaN/Inf: write them as strings so files stay valid for every reader."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)  # "nan", "inf", "-inf"
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
-    return json.dumps(_jsonable(obj), indent=indent, sort_keys=False, allow_nan=False)
+    return json.dumps(jsonable(obj), indent=indent, sort_keys=False, allow_nan=False)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

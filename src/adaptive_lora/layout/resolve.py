@@ -48,10 +48,6 @@ class ResolvedModel:
     location: str  # folder for alias/local, repo id for hub
     gguf_file: str | None = None  # set for an alias not yet converted
 
-    @property
-    def display_name(self) -> str:
-        return self.spec
-
 
 def _smollm2_gguf() -> tuple[str, str]:
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)  # find, never import: its __init__ is heavy

@@ -106,15 +106,6 @@ def band(curves: Sequence[tuple[list[float], list[float]]], steps: list[float]) 
     return [min(m[x] for m in maps) for x in steps], [max(m[x] for m in maps) for x in steps]
 
 
-def _kind(kind) -> str:
-    k = str(kind or "").lower()
-    if k.startswith("att") or k in ("self_attn", "attn"):
-        return "attention"
-    if k in ("mlp", "ffn", "feedforward", "feed_forward") or "mlp" in k:
-        return "mlp"
-    return k or "other"
-
-
 def layer_ranks(plan) -> dict[str, tuple[list[int], list[float]]]:
     """Per module kind, (layers, mean rank over that kind's modules in each layer), from a plan
     ``{"modules": [{"layer", "kind", "rank"}, ...]}``. Malformed entries are skipped."""
@@ -126,7 +117,7 @@ def layer_ranks(plan) -> dict[str, tuple[list[int], list[float]]]:
         layer, rank = finite(m.get("layer")), finite(m.get("rank"))
         if layer is None or rank is None:
             continue
-        acc.setdefault(_kind(m.get("kind")), {}).setdefault(int(layer), []).append(rank)
+        acc.setdefault(str(m.get("kind") or "other"), {}).setdefault(int(layer), []).append(rank)
     out = {}
     for kind, per_layer in acc.items():
         layers = sorted(per_layer)
@@ -161,7 +152,7 @@ def pareto_points(rows: Sequence[Row]) -> tuple[list[Row], list[tuple[float, flo
 # --------------------------------------------------------------------------- drawing helpers
 
 
-def _labels(rows: Sequence[Row]) -> dict[int, str]:
+def plot_labels(rows: Sequence[Row]) -> dict[int, str]:
     several = len({r.budget_label for r in rows}) > 1
     return {
         id(r): f"{r.group} [{r.budget_label}]" if several and r.budget_label is not None else r.group
@@ -214,7 +205,7 @@ def plot_curves(
     curve then leaves the panel and its x sits on the edge), or goes log if there are none.
     """
     sections = budget_sections(rows)
-    labels, colors = _labels(rows), _colors(rows)
+    labels, colors = plot_labels(rows), _colors(rows)
     fig = Figure(figsize=(min(6.5 * len(sections), 16), 4.6), layout="constrained")
     axes = fig.subplots(1, len(sections), sharey=True, squeeze=False)[0]
     every: list[float] = []
@@ -286,7 +277,7 @@ def plot_curves(
 
 def plot_ranks(rows: Sequence[Row], path: Path) -> Path:
     """One small panel per row: mean rank per layer, attention solid, MLP dashed."""
-    labels = _labels(rows)
+    labels = plot_labels(rows)
     n = max(len(rows), 1)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
@@ -325,7 +316,7 @@ def plot_ranks(rows: Sequence[Row], path: Path) -> Path:
 
 def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     """Trainable parameters against mean perplexity, with the Pareto front joined and ringed."""
-    labels, colors = _labels(rows), _colors(rows)
+    labels, colors = plot_labels(rows), _colors(rows)
     kept, points, omitted = pareto_points(rows)
     front = pareto_front(points)
     fig = Figure(figsize=(7.5, 5.2), layout="constrained")

@@ -27,9 +27,9 @@ from urllib.parse import quote
 
 from .._io import atomic_write_text, read_json
 from .collect import RunResult, finite
-from .figures import _labels as plot_labels
+from .figures import plot_labels
 from .figures import eval_curve, mean_curve, pareto_points, series
-from .table import METRICS, RESULTS_MD, TABLE_NOTES, Row, _cell, pareto_front, row_label, verdict_cell
+from .table import METRICS, RESULTS_MD, TABLE_NOTES, Row, metric_cell, pareto_front, row_label, verdict_cell
 
 REPORT_HTML = "report.html"
 ASSETS = Path(__file__).with_name("assets")
@@ -185,7 +185,7 @@ def _row_payload(row: Row, label: str, verdict, specs: tuple) -> dict:
     for m in METRICS:
         s = row.stats.get(m.key)
         stats[m.key] = {"mean": finite(s.mean) if s else None, "std": finite(s.std) if s and s.std is not None else None,
-                        "text": _cell(row, m)}
+                        "text": metric_cell(row, m)}
     return {
         "label": label,
         "group": row_label(row),

@@ -52,12 +52,10 @@ def _config(summary: dict | None) -> dict:
 
 
 def uniform_rank(summary: dict | None) -> int | None:
-    """The run's base rank: ``config["r"]`` (or ``rank``), else the plan's single rank."""
-    cfg = _config(summary)
-    for value in (cfg.get("r"), cfg.get("rank"), (cfg.get("lora") or {}).get("r") if isinstance(cfg.get("lora"), dict) else None):
-        r = finite(value)
-        if r is not None:
-            return int(r)
+    """The run's base rank: ``config["r"]``, else the plan's single rank."""
+    r = finite(_config(summary).get("r"))
+    if r is not None:
+        return int(r)
     ranks = {finite(m.get("rank")) for m in plan_modules(summary)}
     ranks.discard(None)
     return int(ranks.pop()) if len(ranks) == 1 else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..schema import METRIC_DEFINITIONS
 from .collect import INCOMPLETE, UNREADABLE, RunResult, collect_runs, finite, read_sweep
 from .compare import comparison_settings, paired_comparisons
 from .confounds import render_confounds
@@ -21,19 +22,6 @@ from .html import write_html_report
 from .paper import render_paper_section
 from .table import Row, aggregate, fmt_number, md_escape, pareto_front, write_table
 from .verdicts import STATS_DEFINITIONS, render_comparisons_section
-
-# docs/ARCHITECTURE.md's wording, used when no summary carries its own ``metric_definitions``.
-DEFAULT_METRIC_DEFINITIONS = {
-    "token": "a non-padding token position of a tokenised example. Scored tokens are those whose "
-    "label is not -100: by default the response tokens only (prompt tokens are masked).",
-    "eval loss": "token-weighted mean cross-entropy over all scored tokens of the held-out split "
-    "(sum of per-token losses / number of scored tokens; not a mean of per-batch means).",
-    "perplexity": "exp(eval loss).",
-    "tokens/s (training)": "non-padding tokens of training sequences (prompt and response), counted "
-    "once per epoch, divided by training wall time without evaluation.",
-    "trainable parameters": "sum over adapted modules of r * (in + out).",
-    "efficiency %": "trainable / (base + trainable) * 100.",
-}
 
 _ERROR_DETAIL_CHARS = 200
 
@@ -174,7 +162,7 @@ def _definition_lines(defs: dict) -> str:
 
 def render_definitions(runs: Sequence[RunResult]) -> str:
     """The runs' own metric definitions, then the paired test behind every verdict."""
-    defs = _first(runs, "metric_definitions") or DEFAULT_METRIC_DEFINITIONS
+    defs = _first(runs, "metric_definitions") or METRIC_DEFINITIONS
     if isinstance(defs, dict):
         body = _definition_lines(defs)
     elif isinstance(defs, list):

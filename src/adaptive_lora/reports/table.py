@@ -318,7 +318,7 @@ def row_label(row: Row) -> str:
     return row.group
 
 
-def _cell(row: Row, m: Metric) -> str:
+def metric_cell(row: Row, m: Metric) -> str:
     stat = row.stats.get(m.key, Stat())
     text = fmt_stat(stat, m.decimals)
     # A completed run that lacks this one field leaves fewer values than seeds: say so.
@@ -360,7 +360,7 @@ def render_rows_md(rows: Sequence[Row], comparisons: Sequence[dict] = ()) -> str
         "|" + "|".join(["---"] + ["---:"] * (len(METRICS) + 1) + ["---", "---"]) + "|",
     ]
     for row in rows:
-        cells = [md_escape(row_label(row))] + [_cell(row, m) for m in METRICS]
+        cells = [md_escape(row_label(row))] + [metric_cell(row, m) for m in METRICS]
         cells += [str(row.n), md_escape(row.status), md_escape(verdict_cell(row, comparisons))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
