@@ -199,17 +199,22 @@ def load_tokenizer(spec: str):
     return tok
 
 
-def load_model(spec: str, dtype=None):
-    """Load the causal LM with weights (fp32 unless ``dtype`` is given)."""
+def load_model(spec: str, dtype=None, **options):
+    """Load the causal LM with weights (fp32 unless ``dtype`` is given).
+
+    ``options`` go to ``from_pretrained`` as they are (``attn_implementation``, ``device_map``,
+    ``low_cpu_mem_usage``, ``trust_remote_code``, ``revision``, ``quantization_config``); None
+    values are left out, so transformers' own defaults apply.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = dtype or torch.float32
+    kwargs = {"dtype": dtype or torch.float32, **{k: v for k, v in options.items() if v is not None}}
     rm = ensure_local(spec)
     if rm.source == "hub":
-        return _hub_call(spec, AutoModelForCausalLM.from_pretrained, rm.location, dtype=dtype)
+        return _hub_call(spec, AutoModelForCausalLM.from_pretrained, rm.location, **kwargs)
     try:
-        return AutoModelForCausalLM.from_pretrained(rm.location, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(rm.location, **kwargs)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign weights file (safetensors, pickle) is user input
