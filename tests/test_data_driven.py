@@ -142,7 +142,10 @@ def test_data_driven_run_end_to_end(tmp_path, strategy):
 # key at a time and check whether the key of each cache changes.
 ALTERNATIVE = {
     "model": "other-model", "data": "other.json", "eval_size": 7, "max_train": 9, "max_eval": 3, "data_seed": 5,
-    "max_length": 64, "train_on": "all", "skip_bad_records": True, "method": "adalora", "strategy": "linear_decay",
+    "max_length": 64, "train_on": "all", "skip_bad_records": True, "dtype": "bf16", "attn_implementation": "eager",
+    "device_map": "cpu", "low_cpu_mem_usage": False, "trust_remote_code": True, "revision": "v1.0",
+    "gradient_checkpointing": True,
+    "quantization": {"bits": 8, "type": "fp4", "double_quant": False, "compute_dtype": "fp16"}, "method": "adalora", "strategy": "linear_decay",
     "targets": ["q_proj"], "budget": 1000, "budget_like": "uniform:16", "plan_file": "p.json", "r": 6, "r_base": 12,
     "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2,
     "eva_rho": 3.0, "eva_tau": 0.9, "eva_examples": 8, "probe_steps": 5, "plan_cache": "elsewhere",

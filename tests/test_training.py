@@ -456,7 +456,7 @@ def test_two_processes_train_like_one(train_env, main_run, tmp_path):
         ("max_steps=0", "max_steps must be null or a positive integer, got 0"),
         ("targets=zzz_proj", "targets zzz_proj match no module of this llama model"),
         ("data={tmp}/missing.json", "data file '{tmp}/missing.json' does not exist"),
-        ("layer_lr=[1, 2]", "layer_lr has 2 entries but the model has 4 layers"),
+        ("layer_lr=[1, 2]", "layer_lr has 2 multipliers but the model has 4 layers"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(train_env, tmp_path, capsys, override, message):

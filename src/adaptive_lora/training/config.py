@@ -96,6 +96,64 @@ class InputConfig(_Checks):
         self._bools(("skip_bad_records",))
 
 
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa", "flash_attention_2")
+QUANT_DEFAULTS = {"bits": 4, "type": "nf4", "double_quant": True, "compute_dtype": "bf16"}
+
+
+@dataclass
+class ModelConfig(_Checks):
+    """How the base model is loaded and run: precision, placement, quantization, checkpointing."""
+
+    dtype: str = F("auto", "dtype of the frozen base weights: auto = bf16 on GPUs that support it, fp32 elsewhere; "
+                           "fp32, bf16 or fp16 (fp16 is refused for training: no loss scaler); adapters and "
+                           "Adam states stay fp32")
+    attn_implementation: Any = F(None, "null = transformers' default; eager, sdpa or flash_attention_2 (needs the "
+                                       "flash-attn package and a GPU)")
+    device_map: str = F("device", "device: load the weights straight onto this process's device; cpu: load in "
+                                  "CPU memory, then move (what FSDP's CPU-efficient loading expects)")
+    low_cpu_mem_usage: bool = F(True, "load without a second copy of the weights in CPU memory (transformers >= 5 "
+                                      "always does)")
+    trust_remote_code: bool = F(False, "run the model repository's own Python code (only for repositories you trust)")
+    revision: Any = F(None, "hub branch, tag or commit of the model; null = main")
+    gradient_checkpointing: bool = F(False, "recompute each block's activations in the backward pass: activation "
+                                            "memory of one block instead of all, ~30 % more time")
+    quantization: Any = F(None, "null, or a 4/8-bit base through bitsandbytes (QLoRA; CUDA only), e.g. {bits: 4, "
+                                "type: nf4, double_quant: true, compute_dtype: bf16}")
+
+    def __post_init__(self):
+        self._choice("dtype", DTYPES)
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise UserError("attn_implementation must be null, eager, sdpa or flash_attention_2, got "
+                            f"{self.attn_implementation!r}")
+        self._choice("device_map", ("device", "cpu"))
+        self._bools(("low_cpu_mem_usage", "trust_remote_code", "gradient_checkpointing"))
+        self._need(self.revision is None or (isinstance(self.revision, str) and self.revision.strip()), "revision",
+                   "null or a branch, tag or commit")
+        self.quantization = _quantization(self.quantization)
+
+
+def _quantization(q) -> dict | None:
+    """Validate the nested ``quantization`` key; fill its defaults, so that {bits: 4} and the full
+    spelling hash alike."""
+    if q is None:
+        return None
+    if not isinstance(q, dict):
+        raise UserError(f"quantization must be null or a mapping like {{bits: 4, type: nf4}}, got {q!r}")
+    unknown = sorted(set(q) - set(QUANT_DEFAULTS))
+    if unknown:
+        raise UserError(f"quantization has unknown key {unknown[0]!r}: use {', '.join(QUANT_DEFAULTS)}")
+    q = {**QUANT_DEFAULTS, **q}
+    checks = {"bits": (q["bits"] in (4, 8) and _is_int(q["bits"]), "4 or 8"),
+              "type": (q["type"] in ("nf4", "fp4"), "nf4 or fp4"),
+              "double_quant": (isinstance(q["double_quant"], bool), "true or false"),
+              "compute_dtype": (q["compute_dtype"] in ("bf16", "fp16", "fp32"), "bf16, fp16 or fp32")}
+    for key, (ok, what) in checks.items():
+        if not ok:
+            raise UserError(f"quantization.{key} must be {what}, got {q[key]!r}")
+    return q
+
+
 @dataclass
 class PlanConfig(_Checks):
     """Which modules get which rank (the strategy's own parameters are in StrategyParams)."""
@@ -285,6 +343,7 @@ class OutputConfig(_Checks):
 # attribute name on TrainConfig -> group class, in the order the help text lists them
 GROUPS: dict[str, type] = {
     "input": InputConfig,
+    "model_load": ModelConfig,
     "plan": PlanConfig,
     "params": StrategyParams,
     "probe": ProbeConfig,
@@ -321,6 +380,7 @@ class TrainConfig:
     """A validated training config: one attribute per group (see :data:`GROUPS`)."""
 
     input: InputConfig = dataclasses.field(default_factory=InputConfig)
+    model_load: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
     params: StrategyParams = dataclasses.field(default_factory=StrategyParams)
     probe: ProbeConfig = dataclasses.field(default_factory=ProbeConfig)

@@ -24,7 +24,7 @@ import torch
 
 from ..evaluation import scored_loss_sum
 from . import hooks
-from .monitor import GradMonitor
+from .monitor import GradMonitor, GradStats
 from .stabilizers import GradClipper, lr_lambda, param_groups
 
 
@@ -102,9 +102,31 @@ def _accumulate(session, data, model, method, chunk: list, step_scored: int) -> 
             extra = method.extra_loss(session.acc.unwrap_model(model)) if last else None
             if extra is not None:
                 loss = loss + extra
-            loss.backward()
+            session.acc.backward(loss)  # DeepSpeed and FSDP run their own backward
         loss_sum_local += float(loss_sum.detach()) * weight
     return loss_sum_local
+
+
+def global_stats(session, monitor, stats: GradStats) -> GradStats:
+    """The step's gradient statistics, the same on every process, so that every process stops
+    at the same step (a process that stopped alone would leave the others waiting forever in the
+    next collective).
+
+    * the first non-finite module: the earliest in model order over all processes (a minimum);
+    * norms: under FSDP or DeepSpeed each process holds a shard, so the squares are summed over
+      processes; under DDP every process already holds the all-reduced gradients."""
+    if session.world == 1:
+        return stats
+    names = [m for m, *_ in monitor.params]
+    (bad,) = session.reduce_min(names.index(stats.first_bad_module) if stats.first_bad_module else len(names))
+    first_bad = names[int(bad)] if bad < len(names) else None
+    if not session.sharded:
+        return GradStats(stats.global_norm, stats.per_layer, first_bad)
+    layers = sorted({str(layer) for *_, layer, _p in monitor.params if layer >= 0}, key=int)
+    local = [stats.global_norm ** 2] + [stats.per_layer.get(k, {}).get(m, 0.0) ** 2 for k in layers for m in "AB"]
+    total, *per = session.reduce_sum(*local)
+    per_layer = {k: {"A": math.sqrt(per[2 * i]), "B": math.sqrt(per[2 * i + 1])} for i, k in enumerate(layers)}
+    return GradStats(math.sqrt(total), per_layer, first_bad)
 
 
 def _check_finite(step: int, step_loss: float, stats) -> None:
@@ -175,7 +197,7 @@ def _one_step(cfg, session, data, model, method, parts: _Parts, chunk: list, res
     res.steps += 1
     if hooks.after_backward is not None:
         hooks.after_backward(res.steps, parts.monitor)  # test-only fault injection
-    stats = parts.monitor.measure()
+    stats = global_stats(session, parts.monitor, parts.monitor.measure())
     _check_finite(res.steps, step_loss, stats)
     factor, threshold = _apply(parts, stats)
     method.after_step(session.acc.unwrap_model(model), res.steps)

@@ -10,14 +10,19 @@ it was.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .. import _io
 from ..envinfo import hardware, package_versions
 from ..evaluation import evaluate
-from ..layout import layout_from_model, load_model
+from ..errors import UserError
+from ..layout import discover_layout, layout_from_model, load_config, load_model
 from ..schema import RunSummary
 from ..strategies import get_strategy, make_plan, plan_from_file
 from .config import DISPLAY_ONLY, RunMeta, TrainConfig, keys_of
@@ -26,7 +31,7 @@ from .methods import METHODS
 from .monitor import grad_summary
 from .prepare import TrainData, prepare_data
 from .probe import ProbeContext, run_probe
-from .session import Session, start_session
+from .session import Session, base_dtype, check_model_load, start_session
 from .stabilizers import warmup_steps
 
 
@@ -55,7 +60,9 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     # Re-seed after planning: the initial adapter weights and dropout masks must not depend on
     # whether a probe ran (it consumes random numbers) or was read from the cache.
     set_seed(cfg.optim.seed)
-    model = method.attach(model, layout.select(cfg.plan.targets), cfg, total).to(session.device)
+    model = method.attach(model, layout.select(cfg.plan.targets), cfg, total)
+    upcast_trainable(model)
+    model = model if cfg.model_load.quantization else model.to(session.device)
     files = RunFiles(out, session.main, meta)
     files.start(cfg, method, probe_info)
     evaluator = Evaluator(cfg, session, data, files.log, model)
@@ -69,7 +76,7 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
                                                else base_eval["eval"])
     unwrapped = session.acc.unwrap_model(model)
     realised = method.realised(unwrapped, layout)
-    save_outputs(cfg, session, data, unwrapped, out, result)
+    save_outputs(cfg, session, data, model, out, result)
     summary = summarise(cfg, meta, session, data, layout, method, realised, result,
                         Evals(base_eval, final_eval, last, evaluator.general_info), probe_info, setup_s, total)
     files.finish(summary)
@@ -80,11 +87,80 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
 
 
 def load_base(cfg: TrainConfig, session: Session):
-    """The base model with weights, on the run's device, and its layout."""
-    model = load_model(cfg.input.model)
+    """The base model with weights, on the run's device, in ``dtype`` (or quantized), ready for
+    gradient checkpointing; and its layout, with the parameter count of the unquantized model."""
+    m = cfg.model_load
+    check_model_load(m, session.device)
+    refuse_prequantized(cfg.input.model)
+    dtype = base_dtype(m.dtype, session.device)
+    model = load_model(cfg.input.model, dtype, **load_options(m, session.device, dtype))
     model.config.use_cache = False  # the KV cache only costs memory in training
     layout = layout_from_model(model)
-    return model.to(session.device), layout
+    if m.quantization:
+        # A packed 4-bit weight reports half its elements: count the model as built on the meta device.
+        layout = dataclasses.replace(layout, base_params=meta_base_params(model.config))
+    model = prepare_for_training(model, m)
+    return (model if m.quantization else model.to(session.device)), layout
+
+
+def load_options(m, device, dtype) -> dict:
+    """``from_pretrained`` options of the ``model_load`` group (None = transformers' default)."""
+    opts = {"attn_implementation": m.attn_implementation, "low_cpu_mem_usage": m.low_cpu_mem_usage,
+            "trust_remote_code": m.trust_remote_code, "revision": m.revision}
+    if m.device_map == "device" and device.type != "cpu":  # on a CPU the weights load there anyway
+        opts["device_map"] = {"": device}
+    if m.quantization:
+        from transformers import BitsAndBytesConfig
+
+        q = m.quantization
+        compute = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[q["compute_dtype"]]
+        opts["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=q["bits"] == 4, load_in_8bit=q["bits"] == 8, bnb_4bit_quant_type=q["type"],
+            bnb_4bit_use_double_quant=q["double_quant"], bnb_4bit_compute_dtype=compute)
+    return opts
+
+
+def refuse_prequantized(spec: str) -> None:
+    """A checkpoint saved quantized (GPTQ, AWQ, bitsandbytes ...) would load with packed weights
+    that this tool neither counts nor trains correctly: refuse it before loading."""
+    qc = getattr(load_config(spec), "quantization_config", None)
+    if qc:
+        method = (qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)) or "unknown"
+        method = str(getattr(method, "value", method))
+        raise UserError(f"model '{spec}' is a pre-quantized checkpoint ({method}): train from the unquantized model, "
+                        "and set quantization: {bits: 4} to quantize it while loading")
+
+
+def meta_base_params(config) -> int:
+    """Parameters of the unquantized model, built on the meta device from ``config``."""
+    config = copy.deepcopy(config)
+    config.__dict__.pop("quantization_config", None)
+    return discover_layout(config).base_params
+
+
+def prepare_for_training(model, m):
+    """Gradient checkpointing (non-reentrant: correct with a frozen base and with LoRA dropout,
+    whose random masks are replayed) and, for a quantized base, PEFT's k-bit preparation."""
+    kwargs = {"use_reentrant": False}
+    if m.quantization:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=m.gradient_checkpointing,
+                                               gradient_checkpointing_kwargs=kwargs)
+    if m.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        # Only needed if a model's own code ignores use_reentrant: with reentrant checkpoints and
+        # no input that requires grad, the adapters inside would get no gradient at all.
+        model.enable_input_require_grads()
+    return model
+
+
+def upcast_trainable(model) -> None:
+    """Adapters (and so their gradients and Adam states) in fp32 whatever the base's dtype: PEFT
+    creates LoRA weights in the base layer's dtype, and bf16 updates of 3e-4 x a weight round away."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 def plan_for_run(cfg: TrainConfig, session: Session, data: TrainData, model, layout):
@@ -246,15 +322,21 @@ class Evals:
 
 
 def save_outputs(cfg: TrainConfig, session: Session, data: TrainData, model, out: Path, result: FitResult):
-    """The adapter (PEFT format) and greedy samples, for a completed run."""
+    """The adapter (PEFT format) and greedy samples, for a completed run. ``model`` is the model
+    as accelerate prepared it: its state dict is gathered by every process (under FSDP or
+    DeepSpeed each holds a shard), then the main process writes it."""
     session.acc.wait_for_everyone()
-    if not session.main or result.status != "completed":
+    if result.status != "completed":
         return
-    model.save_pretrained(out / "adapter")
+    state = session.acc.get_state_dict(model)
+    if not session.main:
+        return
+    unwrapped = session.acc.unwrap_model(model)
+    unwrapped.save_pretrained(out / "adapter", state_dict=state)
     if cfg.eval.generate_samples:
         from .samples import write_samples
 
-        write_samples(model, data.tokenizer, data.eval_records[: cfg.eval.generate_samples],
+        write_samples(unwrapped, data.tokenizer, data.eval_records[: cfg.eval.generate_samples],
                       cfg.eval.max_new_tokens, session.device, out / "samples.jsonl")
 
 
