@@ -440,6 +440,28 @@ def test_two_processes_train_like_one(train_env, main_run, tmp_path):
     assert [r["grad_norm"] for r in ddp] == pytest.approx([r["grad_norm"] for r in one], rel=1e-4)
 
 
+def test_nan_on_one_process_stops_both_at_that_step(train_env, tmp_path):
+    """A NaN in one process's gradient (after DDP's all-reduce, so the other process never sees
+    it) must stop both at the same step: one that stopped alone would leave the other waiting
+    forever in the next collective. The main process, whose gradients stay finite, writes the
+    summary: it names the step and the module poisoned in the other process."""
+    cfg = train_config(train_env, "llama", **MAIN)
+    path = write_config(tmp_path / "c.yaml", cfg)
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(CUDA_VISIBLE_DEVICES="", ADAPTIVE_LORA_TEST_NAN_STEP="3", ADAPTIVE_LORA_TEST_NAN_RANK="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "adaptive_lora.cli.main", "train", "--config", str(path),
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout  # exit code 3 is a failure to torchrun
+    s = read_summary(out)
+    assert (s["status"], s["diverged_step"], s["diverged_reason"]) == ("diverged", 3, "non-finite gradient")
+    assert s["diverged_module"].startswith("model.layers.")
+    assert [r["step"] for r in train_lines(out)] == [1, 2]
+    assert [r["step"] for r in read_metrics(out) if r["type"] == "diverged"] == [3]
+
+
 # ----------------------------------------------------------------------------- 7. config validation
 
 
