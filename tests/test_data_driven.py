@@ -149,6 +149,7 @@ ALTERNATIVE = {
     "targets": ["q_proj"], "budget": 1000, "budget_like": "uniform:16", "plan_file": "p.json", "r": 6, "r_base": 12,
     "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2,
     "eva_rho": 3.0, "eva_tau": 0.9, "eva_examples": 8, "probe_steps": 5, "plan_cache": "elsewhere",
+    "spectrum_tail": 0.25, "spectrum_power": 1.0, "svd_probe_r": 16,
     "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "lr": 1e-3, "epochs": 2,
     "max_steps": 7, "batch_size": 4, "grad_accum": 2, "weight_decay": 0.1, "adam_beta1": 0.8, "adam_beta2": 0.99,
     "lr_schedule": "cosine", "precision": "bf16", "seed": 3, "group_by_length": False, "warmup_steps": 2,
@@ -156,7 +157,7 @@ ALTERNATIVE = {
     "lr_rank_power": 0.5, "lr_rank_ref": 8, "layer_lr": [1.0, 2.0], "loraplus_ratio": 4.0, "eval_every": 2,
     "eval_subset": 4, "forgetting": False, "forgetting_passages": 8, "eval_batch_size": 4, "generate_samples": 1, "max_new_tokens": 8, "loss_spike": 10.0, "adalora_init_r": 16,
     "adalora_target_r": 4, "adalora_tinit": 1, "adalora_tfinal": 2, "adalora_delta_t": 2, "output_dir": "x",
-    "progress": False,
+    "progress": False, "report_to": ["tensorboard"], "tracker_strict": True,
 }
 
 

@@ -14,6 +14,9 @@ from .registry import STRATEGIES, Strategy, get_strategy, register
 from . import paper as _paper  # noqa: F401,E402
 from . import custom as _custom  # noqa: F401,E402
 from . import data_driven as _data_driven  # noqa: F401,E402
+from . import spectrum as _spectrum  # noqa: F401,E402
+from . import gora as _gora  # noqa: F401,E402
+from . import svd_compress as _svd_compress  # noqa: F401,E402
 
 __all__ = [
     "STRATEGIES",

@@ -188,14 +188,23 @@ class ProbeConfig(_Checks):
     eva_rho: float = F(2.0, "eva: a module may get up to eva_rho x r (PEFT's rho); higher = more uneven ranks")
     eva_tau: float = F(0.99, "eva: cosine similarity at which PEFT's incremental SVD counts as converged")
     eva_examples: int = F(64, "eva: training examples the SVD cycles over (PEFT repeats them until convergence)")
-    probe_steps: Any = F(None, "adalora_derived: optimizer steps of the AdaLoRA probe; null = the run's own")
+    probe_steps: Any = F(None, "adalora_derived, svd_compress: optimizer steps of their short training probe; "
+                               "null = the run's own")
+    spectrum_tail: float = F(0.5, "weight_spectrum: fraction of each weight's largest eigenvalues the Hill "
+                                  "estimator fits (0.5 = from the median up, AlphaPruning's xmin_mid)")
+    spectrum_power: float = F(2.5, "weight_spectrum: ranks proportional to alpha ** power "
+                                   "(AlphaLoRA's beta 2.5); higher = more uneven, 0 = uniform")
+    svd_probe_r: int = F(32, "svd_compress: rank of the uniform LoRA its probe trains; the plan cannot "
+                             "measure ranks above it (costs probe time like a run at that rank)")
     plan_cache: Any = F(None, "folder where probe results are kept and reused (a sweep sets <results>/plans)")
 
     def __post_init__(self):
         self._ints(("probe_batches", "eva_examples"), 1, "a positive integer")
+        self._ints(("svd_probe_r",), 2, "an integer >= 2")
         self._ints(("probe_batch_size", "probe_steps"), 1, "a positive integer", optional=True)
         self._nums(("eva_rho",), lambda v: v >= 1, "a number >= 1")
-        self._nums(("eva_tau",), lambda v: 0 < v <= 1, "a number in (0, 1]")
+        self._nums(("eva_tau", "spectrum_tail"), lambda v: 0 < v <= 1, "a number in (0, 1]")
+        self._nums(("spectrum_power",), lambda v: v >= 0, "a non-negative number")
         self._need(self.plan_cache is None or isinstance(self.plan_cache, str), "plan_cache", "null or a folder path")
 
 

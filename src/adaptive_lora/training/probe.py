@@ -12,6 +12,8 @@ changed field that *can* matter always misses the cache.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -21,8 +23,10 @@ from typing import Callable
 import torch
 
 from .. import _io
+from ..errors import UserError
 from ..evaluation import scored_loss_sum
-from .config import keys_of
+from ..layout.discover import plain_name
+from .config import KEY_GROUP, keys_of
 from .prepare import scored_predictions
 
 PROBE_VERSION = 2  # bump when a probe's definition changes, so old cache entries are not reused
@@ -32,7 +36,9 @@ PROBE_VERSION = 2  # bump when a probe's definition changes, so old cache entrie
 # what is evaluated or generated after training, and how the strategy turns the measurement into
 # ranks (the allocation runs after the probe, on the cached measurement).
 NEVER_READ = ("seed", "plan_cache", "plan_file", "strategy", "r_base", "r_min", "rounding", "custom", "budget",
-              "budget_like") + keys_of("eval")
+              "budget_like", "spectrum_power") + keys_of("eval")
+# Settings of one probe only, which the others cannot read.
+_SIGNAL_KEYS = ("spectrum_tail", "svd_probe_r")
 
 
 @dataclass
@@ -56,14 +62,19 @@ class ProbeContext:
 class Probe:
     fn: Callable  # (ProbeContext) -> (extra: dict, info: dict)
     ignore: tuple  # keys this probe cannot depend on, beyond NEVER_READ
+    passes: tuple = ()
+    """Probe-group keys handed to the strategy in ``params.extra`` beside the measurement, never
+    cached: they say how to turn the measurement into ranks (each is in NEVER_READ)."""
+    data_free: bool = False
+    """True when the probe reads the weights only (no data, no training): ``plan`` can run it."""
 
 
 PROBES: dict[str, Probe] = {}
 
 
-def register_probe(name: str, ignore: tuple):
+def register_probe(name: str, ignore: tuple, passes: tuple = (), data_free: bool = False):
     def wrap(fn):
-        PROBES[name] = Probe(fn, tuple(ignore))
+        PROBES[name] = Probe(fn, tuple(ignore), tuple(passes), data_free)
         return fn
 
     return wrap
@@ -74,7 +85,16 @@ def run_probe(name: str, ctx: ProbeContext) -> tuple[dict, dict]:
     probe = PROBES[name]
     key = ctx.cfg.cache_key(name, NEVER_READ + probe.ignore,
                             {"v": PROBE_VERSION, "amp": ctx.session.precision, "world": ctx.session.world})
-    return cached(ctx.cfg.probe.plan_cache, key, lambda: probe.fn(ctx))
+    extra, info = cached(ctx.cfg.probe.plan_cache, key, lambda: probe.fn(ctx))
+    return {**extra, **passed_settings(probe, ctx.cfg)}, info
+
+
+def passed_settings(probe: Probe, cfg) -> dict:
+    return {k: getattr(cfg.probe, k) for k in probe.passes}
+
+
+def _peak_mb(ctx: ProbeContext):
+    return ctx.session.peak_memory_mb() if ctx.session is not None else None
 
 
 def cached(cache_dir, key: str, compute):
@@ -96,19 +116,21 @@ def _probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) 
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-# The gradient probe reads the data, the targets, probe_batches/probe_batch_size (or batch_size),
-# r_max (how many singular values are kept) and the precision. No adapter exists during it and no
-# optimizer step is taken.
-@register_probe("gradient_spectra", ignore=keys_of("lora", "stabilize", "adalora")
-                + ("method", "r", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1",
-                   "adam_beta2", "lr_schedule", "group_by_length", "eva_rho", "eva_tau", "eva_examples",
-                   "probe_steps"))
-def gradient_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
-    """Squared singular values (top ``r_max``) of each target module's weight gradient,
-    accumulated over ``probe_batches`` batches of the training split (token-weighted mean loss).
+# The gradient probes read the data, the targets, probe_batches/probe_batch_size (or batch_size)
+# and the precision; gradient_spectra also r_max (how many singular values are kept). No adapter
+# exists during them and no optimizer step is taken.
+_GRADIENT_IGNORE = keys_of("lora", "stabilize", "adalora") + _SIGNAL_KEYS + (
+    "method", "r", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
+    "lr_schedule", "group_by_length", "eva_rho", "eva_tau", "eva_examples", "probe_steps")
 
-    The base model is used as is (no adapter): its weight gradient is what a LoRA update of
-    that module would follow at the start of training.
+
+def _weight_gradients(ctx: ProbeContext) -> tuple[dict, dict]:
+    """``{module: (W, dL/dW)}`` of every target module, the gradient accumulated over
+    ``probe_batches`` batches of the training split (token-weighted mean loss), and the cost.
+
+    The base model is used as is (no adapter, eval mode so no dropout): its weight gradient is
+    what a LoRA update of that module would follow at the start of training. The model is left
+    frozen and without gradients.
     """
     t0 = time.perf_counter()
     model, session, examples = ctx.model, ctx.session, ctx.data.train
@@ -128,24 +150,88 @@ def gradient_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
         with session.autocast():
             loss, _ = scored_loss_sum(model, batch)
         (loss / max(total_scored, 1)).backward()
-    spectra = {}
+    grads = {}
     for name, w in weights.items():
-        s = torch.linalg.svdvals(w.grad.detach().float())[: ctx.cfg.params.r_max]
-        spectra[name] = [float(x) ** 2 for x in s]
+        grads[name] = (w.detach().float(), w.grad.detach().float())
         w.grad = None
         w.requires_grad_(False)
-    info = {"probe": "gradient_spectra", "batches": len(batches), "batch_size": ctx.batch_size,
-            "scored_tokens": total_scored, "time_s": time.perf_counter() - t0,
-            "peak_memory_mb": session.peak_memory_mb(),
+    info = {"batches": len(batches), "batch_size": ctx.batch_size, "scored_tokens": total_scored,
+            "time_s": time.perf_counter() - t0, "peak_memory_mb": session.peak_memory_mb()}
+    return grads, info
+
+
+@register_probe("gradient_spectra", ignore=_GRADIENT_IGNORE)
+def gradient_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Squared singular values (top ``r_max``) of each target module's accumulated weight gradient."""
+    grads, info = _weight_gradients(ctx)
+    spectra = {name: [float(x) ** 2 for x in torch.linalg.svdvals(g)[: ctx.cfg.params.r_max]]
+               for name, (_, g) in grads.items()}
+    info = {"probe": "gradient_spectra", **info,
             "measure": "squared singular values of the accumulated weight gradient dL/dW per module"}
     return {"spectra": spectra}, info
+
+
+@register_probe("gora_importance", ignore=_GRADIENT_IGNORE + ("r_max",))
+def gora_importance(ctx: ProbeContext) -> tuple[dict, dict]:
+    """GoRA's importance of each target module: mean(|W * dL/dW|) over the matrix, the gradient
+    accumulated as for ``gradient_spectra`` (``strategies/gora.py`` says what differs from GoRA)."""
+    grads, info = _weight_gradients(ctx)
+    importance = {name: float((w * g).abs().mean()) for name, (w, g) in grads.items()}
+    return {"importance": importance}, {"probe": "gora_importance", **info,
+                                        "measure": "mean |W * dL/dW| per module (GoRA's importance)"}
+
+
+# The weight-spectrum probe reads the weights only: it depends on the model, the targets and the
+# tail fraction, on nothing else (not even the data); the precision is in the key's extra. Every
+# other key, present or future, cannot change it.
+_WEIGHT_READS = ("model", "targets", "spectrum_tail")
+FULL_SVD_UP_TO = 4096  # below this min(in, out) a full svdvals is cheap; above it only the tail is computed
+
+
+@register_probe("weight_spectra", ignore=tuple(k for k in KEY_GROUP if k not in _WEIGHT_READS and k not in NEVER_READ),
+                passes=("spectrum_power",), data_free=True)
+def weight_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Heavy-tail exponent alpha (Hill estimate, ``strategies/spectrum.py``) of the eigenvalues of
+    W^T W of each target weight, fitted on its largest ``spectrum_tail`` fraction."""
+    from ..strategies.spectrum import hill_alpha
+
+    t0 = time.perf_counter()
+    targets = {m.name for m in ctx.sel.modules}
+    alphas, tails = {}, {}
+    for name, mod in ctx.model.named_modules():
+        if name in targets:
+            eigs = _tail_eigenvalues(mod.weight, ctx.cfg.probe.spectrum_tail)
+            alphas[name], tails[name] = hill_alpha(eigs, len(eigs)), len(eigs)
+    info = {"probe": "weight_spectra", "modules": len(alphas), "tail_sizes": sorted(set(tails.values())),
+            "time_s": time.perf_counter() - t0, "peak_memory_mb": _peak_mb(ctx),
+            "measure": "Hill estimate of the power-law exponent of the eigenvalues of W^T W per module (weights only)"}
+    return {"alphas": alphas}, info
+
+
+def _tail_eigenvalues(weight, tail: float) -> list[float]:
+    """The largest ``tail`` fraction (at least 2) of the non-zero eigenvalues of W^T W, descending."""
+    w = weight.detach().float()
+    n = min(w.shape)
+    k = max(2, math.ceil(tail * n))
+    if n <= FULL_SVD_UP_TO or 2 * k > n:
+        s = torch.linalg.svdvals(w)
+    else:
+        with torch.random.fork_rng(devices=[]):  # a fixed sketch: the probe is deterministic
+            torch.manual_seed(0)
+            s = torch.svd_lowrank(w, q=min(n, k + 16), niter=4)[1]
+    eigs = (s.double() ** 2).tolist()
+    eigs = [x for x in eigs if x > 1e-12 * eigs[0]]  # numerically zero eigenvalues have no tail to fit
+    k = min(max(2, math.ceil(tail * len(eigs))), len(eigs)) if len(eigs) >= 2 else 0
+    if k < 2:
+        raise UserError("weight_spectrum needs weights of rank >= 2: check the model's weights (are they loaded?)")
+    return eigs[:k]
 
 
 # EVA reads the data, the targets, r (its total is r x modules), eva_rho/eva_tau/eva_examples and
 # the probe batch size. It runs forward passes of the base model only.
 @register_probe("eva_ranks", ignore=keys_of("lora", "stabilize", "adalora")
                 + ("method", "r_max", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1",
-                   "adam_beta2", "lr_schedule", "group_by_length", "probe_batches", "probe_steps"))
+                   "adam_beta2", "lr_schedule", "group_by_length", "probe_batches", "probe_steps") + _SIGNAL_KEYS)
 def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """PEFT's EVA rank redistribution: incremental SVD of each module's inputs until the top
     components converge (cosine similarity >= ``eva_tau``), then ranks by explained variance
@@ -182,7 +268,7 @@ def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
 # its final ranks are allocated afterwards (NEVER_READ), on the alpha policies it does not use
 # (AdaLoRA scales by lora_alpha), or on the other probes' settings.
 @register_probe("adalora_ranks", ignore=("alpha_policy", "alpha_ratio", "r_max", "probe_batches",
-                                         "probe_batch_size", "eva_rho", "eva_tau", "eva_examples"))
+                                         "probe_batch_size", "eva_rho", "eva_tau", "eva_examples") + _SIGNAL_KEYS)
 def adalora_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """Final per-module ranks of a short AdaLoRA run on the already-loaded base model.
 
@@ -190,26 +276,104 @@ def adalora_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     schedule is what we borrow. The probe trains with ``data_seed`` as its seed and without
     evaluation, then its adapter is unloaded, leaving the base model as it was.
     """
-    from accelerate.utils import set_seed
-
-    from .fit import fit, planned_steps
     from .methods import AdaLoraMethod
 
     t0 = time.perf_counter()
     cfg = ctx.cfg
     r = cfg.params.r
-    pcfg = cfg.replace(method="adalora", adalora_target_r=r, adalora_init_r=max(cfg.adalora.adalora_init_r,
-                       int(round(1.5 * r))), max_steps=cfg.probe.probe_steps or cfg.optim.max_steps,
-                       seed=cfg.input.data_seed, eval_every=0, progress=False)
-    set_seed(pcfg.optim.seed)
+    pcfg = _probe_config(cfg, method="adalora", adalora_target_r=r,
+                         adalora_init_r=max(cfg.adalora.adalora_init_r, int(round(1.5 * r))))
     method = AdaLoraMethod()
+    ranks, result = _train_briefly(ctx, pcfg, method, lambda model: method.realised_ranks(model, ctx.sel))
+    info = {"probe": "adalora", "steps": result.steps, "time_s": time.perf_counter() - t0,
+            "peak_memory_mb": ctx.session.peak_memory_mb(), "measure": "final per-module ranks of a short AdaLoRA run"}
+    return {"ranks": ranks}, info
+
+
+def _probe_config(cfg, **flat):
+    """The run's config for a training probe: ``probe_steps`` steps (or the run's), ``data_seed`` as
+    the seed (every seed of a sweep shares the probe), no evaluation, no progress bar."""
+    return cfg.replace(max_steps=cfg.probe.probe_steps or cfg.optim.max_steps, seed=cfg.input.data_seed,
+                       eval_every=0, progress=False, **flat)
+
+
+def _train_briefly(ctx: ProbeContext, pcfg, method, read):
+    """Train ``method`` on the loaded base model with ``pcfg`` through ``fit()``, return
+    (``read(unwrapped model)``, fit result), then unload the adapter: the base model's own
+    modules are back in place, as they were."""
+    from accelerate.utils import set_seed
+
+    from .fit import fit, planned_steps
+
+    set_seed(pcfg.optim.seed)
     total = planned_steps(pcfg.optim, len(ctx.data.train))
     model = method.attach(ctx.model, ctx.sel, pcfg, total)
     layers = {m.name: m.layer for m in ctx.layout.modules}
     model, result = fit(pcfg, ctx.session, ctx.data, model, method, total, log=None, layers=layers)
-    ranks = method.realised_ranks(ctx.session.acc.unwrap_model(model), ctx.sel)
-    ctx.session.acc.unwrap_model(model).unload()  # the base model's own modules back in place
+    unwrapped = ctx.session.acc.unwrap_model(model)
+    out = read(unwrapped)
+    unwrapped.unload()
     ctx.session.acc.free_memory()  # drop accelerate's references to the probe's model and optimizer
-    info = {"probe": "adalora", "steps": result.steps, "time_s": time.perf_counter() - t0,
-            "peak_memory_mb": ctx.session.peak_memory_mb(), "measure": "final per-module ranks of a short AdaLoRA run"}
-    return {"ranks": ranks}, info
+    return out, result
+
+
+# The SVD probe trains plain LoRA at svd_probe_r: it reads nearly everything. It cannot depend on
+# the run's own rank r or the method (it trains uniform LoRA at svd_probe_r whatever they are),
+# on r_max (the allocation afterwards), on AdaLoRA's settings or on the other probes' settings.
+@register_probe("lora_update_spectra", ignore=keys_of("adalora") + (
+    "method", "r", "r_max", "probe_batches", "probe_batch_size", "eva_rho", "eva_tau", "eva_examples",
+    "spectrum_tail"))
+def lora_update_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Squared singular values of each module's learned update scaling * B A after a short uniform
+    LoRA run at rank ``svd_probe_r`` (capped at min(in, out)) on the loaded base model."""
+    from ..strategies import Plan
+    from .methods import LoraMethod
+
+    t0 = time.perf_counter()
+    top = ctx.cfg.probe.svd_probe_r
+    pcfg = _probe_config(ctx.cfg, method="lora")
+    plan = Plan("uniform", ctx.sel, {m.name: min(top, m.max_rank) for m in ctx.sel.modules}, pcfg.params)
+    method = LoraMethod.from_config(pcfg, plan)
+    spectra, result = _train_briefly(ctx, pcfg, method, lambda model: _update_spectra(model, ctx.sel))
+    info = {"probe": "lora_update_spectra", "rank": top, "steps": result.steps, "time_s": time.perf_counter() - t0,
+            "peak_memory_mb": ctx.session.peak_memory_mb(),
+            "measure": "squared singular values of scaling * B A per module after a short uniform LoRA run"}
+    return {"spectra": spectra}, info
+
+
+def _update_spectra(model, sel) -> dict:
+    """sigma^2 of scaling * B A for every module of ``sel``, from the R x R core of the two QR
+    factorisations (B = Q1 R1, A^T = Q2 R2, so B A = Q1 (R1 R2^T) Q2^T): no out x in product."""
+    targets = {m.name for m in sel.modules}
+    out = {}
+    for name, mod in model.named_modules():
+        plain = plain_name(name)
+        if plain in targets and hasattr(mod, "lora_A"):
+            a = mod.lora_A["default"].weight.detach().float()
+            b = mod.lora_B["default"].weight.detach().float() * float(mod.scaling["default"])
+            core = torch.linalg.qr(b)[1] @ torch.linalg.qr(a.T)[1].T
+            out[plain] = [float(x) ** 2 for x in torch.linalg.svdvals(core)]
+    return out
+
+
+def plan_with_weights(model: str, strategy: str, params=None, targets=None, budget=None, budget_like=None,
+                      **settings):
+    """The plan of a strategy whose probe reads weights only (``weight_spectrum``), from a model
+    loaded with its weights: what ``adaptive-lora plan`` needs, no data and no training.
+    ``settings`` are probe-group keys (e.g. ``spectrum_tail=0.5``, ``spectrum_power=2.5``)."""
+    from ..layout import layout_from_model, load_model
+    from ..strategies import get_strategy, make_plan
+    from .config import TrainConfig
+
+    st = get_strategy(strategy)
+    if st.probe is None or not PROBES[st.probe].data_free:
+        raise UserError(f"strategy '{strategy}' measures the model on training data: plan it with "
+                        f"'adaptive-lora train' (its plan.json), not 'plan'")
+    cfg = TrainConfig.from_dict(settings)
+    base = load_model(model)
+    layout = layout_from_model(base)
+    probe = PROBES[st.probe]
+    extra, _ = probe.fn(ProbeContext(cfg, None, None, base, layout, layout.select(targets), None))
+    params = params or cfg.params
+    params = dataclasses.replace(params, extra={**params.extra, **extra, **passed_settings(probe, cfg)})
+    return make_plan(layout, strategy, params, targets=targets, budget=budget, budget_like=budget_like)
