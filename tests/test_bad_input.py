@@ -153,7 +153,7 @@ CASES = [
     (_train("data={blank_instr}"), 2, "field 'instruction' is empty"),
     (_train("custom={custom_ok}"), 2, "ignores it"),
     (_train("targets=nope"), 2, "match no module"),
-    (_train("layer_lr=[1, 2]"), 2, "layer_lr has 2 entries but the model has 4 layers"),
+    (_train("layer_lr=[1, 2]"), 2, "layer_lr has 2 multipliers but the model has 4 layers"),
     (_train("layer_lr={{9: 2.0}}"), 2, "layer_lr names layer 9"),
     (_train("budget=1e9"), 2, "largest possible adapter"),
     # 5 misleading messages
@@ -182,7 +182,7 @@ CASES = [
     (_train(out="{finished}"), 2, "holds a finished run (completed): pass --overwrite"),
     (_run(data="{empty_out}"), 2, "run a-s0: {empty_out} record 5: field 'output' is empty"),
     (_run(targets="zzz"), 2, "run a-s0: targets zzz match no module"),
-    (_run(layer_lr=[1.0]), 2, "run a-s0: layer_lr has 1 entries"),
+    (_run(layer_lr=[1.0]), 2, "run a-s0: layer_lr has 1 multipliers"),
     (_run(plan_file="{plan_foreign}"), 2, "run a-s0: plan_file"),
     (_run(strategy="custom", custom="{custom_intkeys}"), 2, "run a-s0: custom rank map key 1"),
     (_run(budget="1e9"), 2, "run a-s0: budget 1,000,000,000 (params) is above the largest possible"),

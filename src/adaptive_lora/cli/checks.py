@@ -100,7 +100,7 @@ class RunChecks:
 def check_layer_lr(layer_lr, n_layers: int) -> None:
     """``layer_lr`` (already typed by the config) must name only layers the model has."""
     if isinstance(layer_lr, list) and len(layer_lr) != n_layers:
-        raise UserError(f"layer_lr has {len(layer_lr)} entries but the model has {n_layers} layers: give one "
+        raise UserError(f"layer_lr has {len(layer_lr)} multipliers but the model has {n_layers} layers: give one "
                         "per layer, or a map {layer: multiplier}")
     if isinstance(layer_lr, dict):
         bad = sorted(k for k in layer_lr if not 0 <= k < n_layers)
