@@ -290,3 +290,28 @@ def test_memory_estimate_eager_attention_and_format():
     eager = estimate_memory(layout, config, ranks, batch_size=2, max_length=16, attn_implementation="eager")
     assert eager["activations"] - sdpa["activations"] == 4 * 2 * 2 * 4 * 16 ** 2 * 4  # layers x 2 x B x heads x T^2 x 4
     assert format_estimate({"weights": 2**30, "total": 3 * 2**29}) == "weights 1.00 GiB, total 1.50 GiB"
+
+
+def test_plan_memory_flag_prints_the_estimate(tmp_path, capsys):
+    """`plan --memory` prints the estimator's parts for the plan, and --json carries the bytes."""
+    import json as _json
+
+    from adaptive_lora.cli.main import main as cli_main
+    from adaptive_lora.layout import discover_layout, load_config
+    from adaptive_lora.strategies import StrategyParams, make_plan
+    from adaptive_lora.training.memory import estimate_memory, format_estimate
+
+    from tiny_models import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "m", "llama")
+    args = ["plan", "--model", str(folder), "--strategy", "uniform", "--r", "4", "--memory", "--bits", "4",
+            "--batch-size", "2", "--max-length", "16", "--gradient-checkpointing"]
+    assert cli_main(args) == 0
+    layout = discover_layout(load_config(str(folder)))
+    plan = make_plan(layout, "uniform", StrategyParams(r=4))
+    want = estimate_memory(plan.layout, load_config(str(folder)), plan.adapted, dtype="bf16", autocast="bf16",
+                           quantization={"bits": 4, "type": "nf4", "double_quant": True, "compute_dtype": "bf16"},
+                           batch_size=2, max_length=16, gradient_checkpointing=True)
+    assert format_estimate(want) in capsys.readouterr().out
+    assert cli_main(args + ["--json"]) == 0
+    assert _json.loads(capsys.readouterr().out)["memory_bytes"] == want

@@ -51,6 +51,14 @@ def _add_plan(sub):
     p.add_argument("--alpha-policy", default="constant", help="constant (the paper), proportional or rslora")
     p.add_argument("--lora-alpha", type=float, default=32.0, help="alpha of the constant and rslora policies")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    m = p.add_argument_group("memory estimate (--memory): peak training memory of one process, from the layout")
+    m.add_argument("--memory", action="store_true", help="also estimate peak training memory (weights, adapters "
+                   "and AdamW states, activations, logits)")
+    m.add_argument("--dtype", default="bf16", choices=("fp32", "bf16"), help="base weights' dtype (default bf16)")
+    m.add_argument("--bits", type=int, default=None, choices=(4, 8), help="a 4-bit (nf4) or 8-bit base (QLoRA)")
+    m.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch of one process (8)")
+    m.add_argument("--max-length", type=int, default=256, help="tokens per example, the worst case (256)")
+    m.add_argument("--gradient-checkpointing", action="store_true", help="activations of one block at a time")
     p.set_defaults(func=_run_plan)
 
 

@@ -34,9 +34,27 @@ def _bar(value: float, top: float, width: int = 40) -> str:
     return "#" * n
 
 
+def memory_estimate(args, plan) -> dict | None:
+    """``--memory``: peak training memory of one process for the plan (bytes by part), or None."""
+    if not getattr(args, "memory", False):
+        return None
+    from ..errors import UserError
+    from ..training.config import resolve_quantization
+    from ..training.memory import estimate_memory
+
+    if args.batch_size < 1 or args.max_length < 1:
+        raise UserError("--batch-size and --max-length must be positive integers")
+    quant = resolve_quantization({"bits": args.bits}) if args.bits else None
+    return estimate_memory(plan.layout, load_config(args.model), plan.adapted, dtype=args.dtype,
+                           autocast=None if args.dtype == "fp32" else "bf16", quantization=quant,
+                           batch_size=args.batch_size, max_length=args.max_length,
+                           gradient_checkpointing=args.gradient_checkpointing)
+
+
 def plan_command(args) -> int:
     plan, policy = build_plan_from_args(args)
     notes = list(plan.notes) + paper_notes(plan)
+    memory = memory_estimate(args, plan)
     if args.json:
         out = plan.to_dict()
         out["model"] = args.model
@@ -44,6 +62,7 @@ def plan_command(args) -> int:
         out["modules"] = {m["name"]: m["rank"] for m in out["modules"] if m["rank"] > 0}
         out["module_table"] = plan.modules_table()
         out["notes"] = notes
+        out["memory_bytes"] = memory
         print(json.dumps(out, indent=2))
         return 0
     lay = plan.layout
@@ -67,6 +86,14 @@ def plan_command(args) -> int:
     top = max((r["mean_rank"] for r in rows), default=0)
     for r in rows:
         print(f"  L{r['layer']:02d} {r['mean_rank']:6.2f} |{_bar(r['mean_rank'], top)}")
+    if memory is not None:
+        from ..training.memory import format_estimate
+
+        print()
+        print(f"peak training memory of one process (estimate; batch {args.batch_size} x {args.max_length} tokens, "
+              f"{'%d-bit' % args.bits if args.bits else args.dtype} base"
+              f"{', gradient checkpointing' if args.gradient_checkpointing else ''}):")
+        print("  " + format_estimate(memory))
     for note in notes:
         print()
         print("note: " + note)

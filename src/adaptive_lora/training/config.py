@@ -130,10 +130,10 @@ class ModelConfig(_Checks):
         self._bools(("low_cpu_mem_usage", "trust_remote_code", "gradient_checkpointing"))
         self._need(self.revision is None or (isinstance(self.revision, str) and self.revision.strip()), "revision",
                    "null or a branch, tag or commit")
-        self.quantization = _quantization(self.quantization)
+        self.quantization = resolve_quantization(self.quantization)
 
 
-def _quantization(q) -> dict | None:
+def resolve_quantization(q) -> dict | None:
     """Validate the nested ``quantization`` key; fill its defaults, so that {bits: 4} and the full
     spelling hash alike."""
     if q is None:
