@@ -26,7 +26,8 @@ from adaptive_lora.training import TrainConfig, train
 from adaptive_lora.training.fit import global_stats
 from adaptive_lora.training.memory import estimate_memory, format_estimate
 from adaptive_lora.training.monitor import GradStats
-from adaptive_lora.training.run import load_base, load_options, meta_base_params, upcast_trainable
+from adaptive_lora.training.methods import upcast_trainable
+from adaptive_lora.training.run import load_base, load_options, meta_base_params
 from adaptive_lora.training.session import base_dtype, check_model_load, reset_peak_memory, start_session
 
 from tiny_models import build_model, llama_config

@@ -75,10 +75,16 @@ def _add_strategies(sub):
 
 def _run_strategies(args) -> int:
     from ..strategies import STRATEGIES
+    from ..training.probe import PROBES
+
+    def needs(s) -> str:
+        if s.probe is None:
+            return "layout only"
+        return "weights, no data" if PROBES[s.probe].data_free else "needs data"
 
     width = max(len(n) for n in STRATEGIES)
     for s in STRATEGIES.values():
-        print(f"{s.name:<{width}}  [{s.family}] {s.description}")
+        print(f"{s.name:<{width}}  [{s.family}; {needs(s)}] {s.description}")
     return 0
 
 

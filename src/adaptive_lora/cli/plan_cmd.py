@@ -6,7 +6,7 @@ import json
 
 from ..adapters.lora_config import AlphaPolicy, expected_scaling
 from ..layout import discover_layout, load_config
-from ..strategies import StrategyParams, make_plan
+from ..strategies import StrategyParams, get_strategy, make_plan
 from ..strategies.paper_check import paper_notes
 
 
@@ -22,9 +22,17 @@ def _params_from_args(args) -> StrategyParams:
 def build_plan_from_args(args):
     params = _params_from_args(args)
     policy = AlphaPolicy(args.alpha_policy, args.lora_alpha)
+    targets = args.targets.split(",") if args.targets is not None else None  # "" is refused, not the default
+    if get_strategy(args.strategy).probe is not None:
+        # A probe that reads weights only (weight_spectrum) runs here on the loaded model; one that
+        # needs training data is refused with a pointer to 'train'.
+        from ..training.probe import plan_with_weights
+
+        plan = plan_with_weights(args.model, args.strategy, params, targets=targets, budget=args.budget,
+                                 budget_like=args.budget_like)
+        return plan, policy
     config = load_config(args.model)
     layout = discover_layout(config)
-    targets = args.targets.split(",") if args.targets is not None else None  # "" is refused, not the default
     plan = make_plan(layout, args.strategy, params, targets=targets, budget=args.budget, budget_like=args.budget_like)
     return plan, policy
 

@@ -16,6 +16,18 @@ A new method (e.g. DoRA, or a dynamic rank schedule) is a class here plus a line
 from __future__ import annotations
 
 
+def upcast_trainable(model):
+    """Adapters (and so their gradients and Adam states) in fp32 whatever the base's dtype: PEFT
+    creates LoRA weights in the base layer's dtype, and bf16 updates of 3e-4 x a weight round away.
+    Every method's ``attach`` ends here, so runs and training probes alike get fp32 adapters."""
+    import torch
+
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model
+
+
 class LoraMethod:
     """Plain LoRA with a static plan, wrapped through the one LoraConfig builder and audited."""
 
@@ -35,7 +47,7 @@ class LoraMethod:
     def attach(self, model, sel, cfg, total_steps: int):
         from ..adapters import wrap_model
 
-        return wrap_model(model, self.plan, self.policy, self.dropout)  # audits ranks and scalings
+        return upcast_trainable(wrap_model(model, self.plan, self.policy, self.dropout))  # audited
 
     def module_ranks(self) -> dict:
         return self.plan.adapted
@@ -77,7 +89,7 @@ class AdaLoraMethod:
         from .adalora import adalora_config
 
         self.sel, self.init_r = sel, cfg.adalora.adalora_init_r
-        return get_peft_model(model, adalora_config(cfg, sel, total_steps))
+        return upcast_trainable(get_peft_model(model, adalora_config(cfg, sel, total_steps)))
 
     def module_ranks(self) -> dict:
         return {m.name: self.init_r for m in self.sel.modules}

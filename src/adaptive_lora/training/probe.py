@@ -132,6 +132,10 @@ def _weight_gradients(ctx: ProbeContext) -> tuple[dict, dict]:
     what a LoRA update of that module would follow at the start of training. The model is left
     frozen and without gradients.
     """
+    if getattr(ctx.cfg, "model_load", None) is not None and ctx.cfg.model_load.quantization:
+        # A packed 4/8-bit weight has no dense gradient to measure.
+        raise UserError("the gradient probes need an unquantized base: plan with quantization null, then reuse "
+                        "the plan with plan_file")
     t0 = time.perf_counter()
     model, session, examples = ctx.model, ctx.session, ctx.data.train
     targets = {m.name for m in ctx.sel.modules}

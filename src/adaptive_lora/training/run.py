@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from .. import _io
 from ..envinfo import hardware, package_versions
@@ -61,7 +60,6 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     # whether a probe ran (it consumes random numbers) or was read from the cache.
     set_seed(cfg.optim.seed)
     model = method.attach(model, layout.select(cfg.plan.targets), cfg, total)
-    upcast_trainable(model)
     model = model if cfg.model_load.quantization else model.to(session.device)
     files = RunFiles(out, session.main, meta)
     files.start(cfg, method, probe_info)
@@ -153,14 +151,6 @@ def prepare_for_training(model, m):
         # no input that requires grad, the adapters inside would get no gradient at all.
         model.enable_input_require_grads()
     return model
-
-
-def upcast_trainable(model) -> None:
-    """Adapters (and so their gradients and Adam states) in fp32 whatever the base's dtype: PEFT
-    creates LoRA weights in the base layer's dtype, and bf16 updates of 3e-4 x a weight round away."""
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
 
 
 def plan_for_run(cfg: TrainConfig, session: Session, data: TrainData, model, layout):
