@@ -32,8 +32,8 @@ def no_figures(monkeypatch):
 def table1_verdict(md: str, group: str) -> str:
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if cells[0] == group and len(cells) == 9:
-            return cells[8]
+        if cells[0] == group and len(cells) == 10:  # label, 7 metrics, status, verdict
+            return cells[9]
     raise AssertionError(f"no Table 1 row for {group}")
 
 

@@ -32,7 +32,7 @@ def md_row(md: str, strategy: str) -> list[str]:
     """Cells of the Table 1 line whose Strategy cell is ``strategy`` (the first such line)."""
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if cells and cells[0] == strategy and len(cells) == 9:
+        if cells and cells[0] == strategy and len(cells) == 10:
             return cells
     raise AssertionError(f"no table row for {strategy}")
 
@@ -66,7 +66,7 @@ def test_report_writes_table_csv_and_every_figure(mixed):
     md = paths.results_md.read_text()
     for f in FIGURES:
         assert f"](figures/{f.name})" in md
-    assert "| Strategy | Eval Loss | Perplexity | Parameters (M) | Efficiency (%) | Training Time (s) | n | Status | Verdict (eval loss) |" in md
+    assert "| Strategy | Eval Loss | Perplexity | Parameters (M) | Efficiency (%) | Training Time (s) | Forgetting (Δ loss) | n | Status | Verdict (eval loss) |" in md
 
 
 def test_mean_and_sample_std_to_printed_precision(mixed):
@@ -78,22 +78,22 @@ def test_mean_and_sample_std_to_printed_precision(mixed):
     assert cells[2] == "8.5 ± 1.3"
     assert cells[3] == "6.291 ± 0.000"  # 24 layers x 16 x (4096 + 2048 + 5120 + 5120)
     assert cells[5] == "81.0 ± 1.0"  # 80, 81, 82
-    assert cells[6] == "3" and cells[7] == "completed"
+    assert cells[7] == "3" and cells[8] == "completed"
     assert "mean ± std of the per-run perplexities" in md
 
 
 def test_diverged_and_failed_runs_contribute_no_number(mixed):
     md = mixed[1].results_md.read_text()
     cells = md_row(md, "attention_heavy")
-    assert cells[1:6] == ["—"] * 5 and cells[6] == "0"
-    assert cells[7] == "diverged at step 7"
+    assert cells[1:7] == ["—"] * 6 and cells[7] == "0"
+    assert cells[8] == "diverged at step 7"
     # 2.4, 2.6 from the completed seeds; the diverged seed's 9.9 is left out.
     cells = md_row(md, "linear_decay")
-    assert cells[1] == "2.500 ± 0.141" and cells[6] == "2"
-    assert cells[7] == "2/3 completed; 1 diverged (step 41)"
+    assert cells[1] == "2.500 ± 0.141" and cells[7] == "2"
+    assert cells[8] == "2/3 completed; 1 diverged (step 41)"
     cells = md_row(md, "empirical")
-    assert cells[1:6] == ["—"] * 5
-    assert cells[7] == "failed: " + LONG_ERROR[:60].rstrip()
+    assert cells[1:7] == ["—"] * 6
+    assert cells[8] == "failed: " + LONG_ERROR[:60].rstrip()
     # The run list names the diverging module.
     assert "non-finite values in `transformer.h.5.attn.c_attn`" in md
 
@@ -101,8 +101,8 @@ def test_diverged_and_failed_runs_contribute_no_number(mixed):
 def test_incomplete_and_corrupt_runs_are_listed_not_counted(mixed):
     md = mixed[1].results_md.read_text()
     cells = md_row(md, "uniform-r8")
-    assert cells[1:6] == ["—"] * 5
-    assert cells[7] == "0/2 completed; 1 incomplete; 1 corrupt summary.json"
+    assert cells[1:7] == ["—"] * 6
+    assert cells[8] == "0/2 completed; 1 incomplete; 1 corrupt summary.json"
     assert "Incomplete (no summary.json yet): `uniform-r8-seed0`" in md
     assert "corrupt summary.json: JSONDecodeError" in md
     assert ".lock" not in md

@@ -42,7 +42,9 @@ FIGURES = (
                "Training loss per optimizer step; thin lines are seeds, thick lines the mean of "
                "completed seeds. " + _MARKS),
     FigureSpec("eval_loss.png", "Eval loss",
-               "Eval loss on the held-out split per step (step 0 is the base model). " + _MARKS),
+               "Eval loss per step (step 0 is the base model): on the fixed subset of held-out examples "
+               "when the runs logged one (eval_subset), else on the whole held-out split; the table's "
+               "eval loss is always the whole split. Bands: min to max over seeds. " + _MARKS),
     FigureSpec("grad_norm.png", "Gradient norm",
                "Global gradient norm per optimizer step (log scale). " + _MARKS),
     FigureSpec("ranks.png", "Rank per layer",
@@ -68,7 +70,7 @@ def eval_curve(runs) -> tuple[str, str]:
     n = max((int(r.get("config", {}).get("eval_subset") or 0) for r in runs if isinstance(r.get("config"), dict)),
             default=0)
     if any(m.get("type") == "eval_subset" for r in runs for m in r.metrics):
-        return "eval_subset", f"Eval loss on a fixed subset of {n} held-out examples (step 0 = base model)"
+        return "eval_subset", f"Eval loss, fixed subset of {n} held-out examples"
     return "eval", "Eval loss (step 0 = base model)"
 
 

@@ -49,6 +49,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("params_m", "Parameters (M)", 3, _params_m),
     Metric("efficiency_pct", "Efficiency (%)", 3, lambda s: num(s.get("efficiency_pct"))),
     Metric("train_time_s", "Training Time (s)", 1, lambda s: num(s.get("train_time_s"))),
+    # general-text loss after minus before training (schema.METRIC_DEFINITIONS): lower = less forgotten
+    Metric("forgetting_delta", "Forgetting (Δ loss)", 4, lambda s: num(s.get("forgetting_delta"))),
 )
 
 
