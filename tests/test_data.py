@@ -165,7 +165,7 @@ def test_missing_path_is_an_error(tmp_path, name):
     ],
 )
 def test_path_or_hub_id(source, is_path):
-    assert records_mod._looks_like_path(source) is is_path
+    assert records_mod.looks_like_path(source) is is_path
 
 
 def _assert_hub_error(err: UserError):
@@ -189,7 +189,7 @@ def test_hub_unreachable_fails_fast(monkeypatch):
     """Not offline by environment, but the endpoint does not answer: no ~25 s of retries."""
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(records_mod, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(records_mod, "hub_available", lambda timeout=3.0: False)
     start = time.monotonic()
     with pytest.raises(UserError) as err:
         load_records("nobody-xyz/no-such-alpaca-set")
@@ -236,7 +236,7 @@ def _fake_datasets(rows: list[dict], columns: list[str]):
 def test_hub_rows_are_validated(monkeypatch, rows, columns, n_records, error):
     module, calls = _fake_datasets(rows, columns)
     monkeypatch.setitem(sys.modules, "datasets", module)
-    monkeypatch.setattr(records_mod, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(records_mod, "hub_available", lambda timeout=3.0: True)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     if error:
         with pytest.raises(UserError, match=error.replace("(", r"\(").replace(")", r"\)")):

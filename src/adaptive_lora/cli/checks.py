@@ -78,12 +78,12 @@ class RunChecks:
         self._files[model] = True
 
     def _data(self, c) -> None:
-        from ..data.records import _env_offline, _hub_reachable, _looks_like_path, load_records, split_records
+        from ..data.records import offline_requested, hub_available, looks_like_path, load_records, split_records
 
         key = (c.data, c.skip_bad_records)
         if key not in self._records:
-            hub = c.data != "default" and not _looks_like_path(c.data)
-            if hub and not self.strict and (_env_offline() or not _hub_reachable()):
+            hub = c.data != "default" and not looks_like_path(c.data)
+            if hub and not self.strict and (offline_requested() or not hub_available()):
                 self._records[key] = self._note(f"data '{c.data}' is on the hub, which is unreachable: not checked")
             else:
                 self._records[key] = load_records(c.data, skip_bad=c.skip_bad_records).records

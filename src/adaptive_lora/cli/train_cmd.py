@@ -29,11 +29,11 @@ def prepare_folder(cfg, overwrite: bool) -> Path:
     ``overwrite``; then the files of an earlier attempt are removed, so none is mixed into this one."""
     import shutil
 
-    from ..experiments.runner import FINISHED_STATUSES, _read_status
+    from ..experiments.runner import FINISHED_STATUSES, read_status
     from .checks import RunChecks, writable_folder
 
     out = writable_folder(cfg.output.output_dir, "output folder")
-    status, _ = _read_status(out)
+    status, _ = read_status(out)
     if status in FINISHED_STATUSES and not overwrite:
         raise UserError(f"output folder '{out}' holds a finished run ({status}): pass --overwrite to replace it, "
                         "or choose another --out")

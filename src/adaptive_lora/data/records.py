@@ -61,7 +61,7 @@ def load_records(source: str, *, skip_bad: bool = False) -> LoadedRecords:
         raise UserError("data source is empty: use `data: default`, a JSON/JSONL path or a hub id")
     if source == DEFAULT_SOURCE:
         raw, name = _load_default(), DEFAULT_SOURCE
-    elif _looks_like_path(source):
+    elif looks_like_path(source):
         raw, name = _load_file(source), source
     else:
         raw, name = _load_hub(source), source
@@ -85,7 +85,7 @@ def load_records(source: str, *, skip_bad: bool = False) -> LoadedRecords:
     return LoadedRecords(records=records, n_skipped=n_skipped, source=name)
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
     """Path or hub id? A path if it exists or has the shape of one; ``owner/name`` is a hub id."""
     if os.path.exists(os.path.expanduser(source)):
         return True
@@ -197,12 +197,12 @@ def _parse_jsonl(text: str, name: str) -> list[tuple[int, object, str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _env_offline() -> bool:
+def offline_requested() -> bool:
     """Whether the environment asks for offline mode (read now, not at import time)."""
     return env_offline("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-_hub_reachable = hub_reachable  # module-level name, so tests can stand in for the network
+hub_available = hub_reachable  # module-level name, so tests can stand in for the network
 
 
 @contextmanager
@@ -231,7 +231,7 @@ def _load_hub(dataset_id: str) -> list[tuple[int, object, str]]:
             f"pip install 'adaptive-lora[hub]', or {_OFFLINE_HINT}"
         ) from None
 
-    offline = _env_offline() or not _hub_reachable()
+    offline = offline_requested() or not hub_available()
     try:
         if offline:
             with _datasets_offline(datasets):

@@ -122,7 +122,7 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(jsonable(obj), default=str))
 
 
-def _read_status(run_dir: Path) -> tuple[str | None, dict | None]:
+def read_status(run_dir: Path) -> tuple[str | None, dict | None]:
     """``(status, summary)`` of a run folder; ``(None, None)`` when there is no usable summary."""
     path = run_dir / "summary.json"
     if not path.is_file():
@@ -173,7 +173,7 @@ def _check_finished_runs(specs: list[RunSpec], out_dir: Path) -> None:
     bad: list[tuple[RunSpec, str]] = []
     for spec in specs:
         run_dir = out_dir / spec.run_id
-        status, _ = _read_status(run_dir)
+        status, _ = read_status(run_dir)
         if status not in FINISHED_STATUSES:
             continue
         try:
@@ -201,7 +201,7 @@ def run_state(spec: RunSpec, out_dir: Path) -> str:
     """What a sweep would do with ``spec`` in ``out_dir``: ``done`` (finished with this config, kept),
     ``stale`` (finished with another config: refused), ``failed`` (redone) or ``pending``."""
     run_dir = Path(out_dir) / spec.run_id
-    status, _ = _read_status(run_dir)
+    status, _ = read_status(run_dir)
     if status not in FINISHED_STATUSES:
         return "failed" if status == "failed" else "pending"
     try:
@@ -231,7 +231,7 @@ def _merge_definition(sweep: Sweep, out_dir: Path, add_to_existing: bool) -> tup
     # A new run id, or a changed config of a run that has not failed (fixing a failed run's config
     # and redoing it is a repair, not a new definition).
     added = [r["run_id"] for r in new_runs if r["run_id"] not in known or (
-        known[r["run_id"]] != r["config_hash"] and _read_status(out_dir / r["run_id"])[0] != "failed")]
+        known[r["run_id"]] != r["config_hash"] and read_status(out_dir / r["run_id"])[0] != "failed")]
     renamed = old.get("name") != sweep.name
     if (added or renamed) and not add_to_existing:
         what = f"adds or changes run{'s' if len(added) > 1 else ''} {', '.join(added[:3])}" + \
@@ -310,7 +310,7 @@ def _run_one(spec: RunSpec, run_dir: Path, train_fn: Callable[[dict, Path], dict
             run_dir / "summary.json", _failed_summary(spec, _one_line(e), time.perf_counter() - t0)
         )
         return "failed"
-    status, _ = _read_status(run_dir)
+    status, _ = read_status(run_dir)
     if status is None:
         # The training function must write summary.json itself. If it only returned one, keep
         # that (so the run is not redone next time); otherwise record the contract breach.
@@ -380,7 +380,7 @@ def run_sweep(
         for i, spec in enumerate(sweep.specs, start=1):
             tag = f"[run {i}/{total}] {spec.run_id}"
             run_dir = out_dir / spec.run_id
-            status, _ = _read_status(run_dir)
+            status, _ = read_status(run_dir)
             if status in FINISHED_STATUSES:
                 result.skipped.append(spec.run_id)
                 result.statuses[spec.run_id] = status
@@ -398,7 +398,7 @@ def run_sweep(
             result.statuses[spec.run_id] = status
             line = f"{tag} {status} ({_fmt_time(time.perf_counter() - t0)})"
             if status == "failed":
-                s = _read_status(run_dir)[1] or {}
+                s = read_status(run_dir)[1] or {}
                 line += f": {s.get('error')}"
             _log(progress, line)
             # Drop the previous run's model and optimiser before building the next one.
