@@ -28,6 +28,8 @@ from tiny_models import build_model, save_tiny_model
 
 NEW = ("weight_spectrum", "gora", "svd_compress")
 
+from test_data_driven import _examples  # the same random probe examples
+
 
 def pareto_eigenvalues(alpha: float, n: int) -> list[float]:
     """n values at the mid quantiles of p(x) ~ x^-alpha on x >= 1 (inverse CDF), descending."""
@@ -142,15 +144,6 @@ def test_gora_share_follows_importance_per_parameter():
 
     params = StrategyParams(r_min=1, r_max=8, extra={"importance": {"a": 1.0, "b": 3.0}, "budget": 160})
     assert gora(Lay(), params) == {"a": 4, "b": 4}
-
-
-def _examples(n=16, length=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        ids = torch.randint(0, 250, (length,), generator=g).tolist()
-        out.append({"input_ids": ids, "labels": [-100] * 8 + ids[8:]})
-    return out
 
 
 def _gora(model):
