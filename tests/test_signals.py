@@ -24,11 +24,10 @@ from adaptive_lora.training.probe import (NEVER_READ, PROBES, ProbeContext, _upd
                                           plan_with_weights, run_probe, weight_spectra)
 from adaptive_lora.training.session import Session
 
+from test_data_driven import _examples  # the same random probe examples
 from tiny_models import build_model, save_tiny_model
 
 NEW = ("weight_spectrum", "gora", "svd_compress")
-
-from test_data_driven import _examples  # the same random probe examples
 
 
 def pareto_eigenvalues(alpha: float, n: int) -> list[float]:
