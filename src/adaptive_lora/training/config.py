@@ -217,6 +217,10 @@ class LoraSettings(_Checks):
     lora_alpha: float = F(32.0, "alpha of the constant and rslora policies (the paper's 32)")
     alpha_ratio: float = F(2.0, "proportional policy: alpha = alpha_ratio * r, the same scaling everywhere")
     lora_dropout: float = F(0.1, "dropout on the adapter input (the paper's 0.1); 0 is faster and deterministic")
+    gora_init: bool = F(False, "GoRA's initialisation: B from the accumulated gradient (probe_batches), so "
+                               "step 0 already moves down it; costs the probe batches' backward passes")
+    gora_init_gamma: float = F(0.02, "gora_init: size of that first move, -gamma * G projected on A (GoRA's "
+                                     "code default 0.02); larger = a bigger jump before any optimizer step")
 
     def __post_init__(self):
         from ..adapters.lora_config import ALPHA_POLICIES
@@ -224,6 +228,8 @@ class LoraSettings(_Checks):
         self._choice("alpha_policy", tuple(ALPHA_POLICIES))
         self._nums(("lora_alpha", "alpha_ratio"), lambda v: v > 0, "a positive number")
         self._nums(("lora_dropout",), lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self._nums(("gora_init_gamma",), lambda v: v > 0, "a positive number")
+        self._bools(("gora_init",))
 
 
 @dataclass

@@ -7,7 +7,9 @@ The loop calls the same hooks for every method and never branches on a method's 
 * ``planned_params()`` -> the parameter count promised before training;
 * ``extra_loss(model)`` -> a term added on the step's last micro-batch, or None;
 * ``after_step(model, step)`` -> called after each optimizer step;
-* ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds.
+* ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds;
+* ``initialise(model, session, data)`` -> after ``attach``, before the step-0 eval: a data-driven
+  initialisation of the adapters (GoRA's), or nothing; returns what it cost, or None.
 
 A new method (e.g. DoRA, or a dynamic rank schedule) is a class here plus a line in
 :data:`METHODS`. No torch at import time: the config validates ``method`` against this registry.
@@ -34,20 +36,33 @@ class LoraMethod:
     name = "lora"
     needs_plan = True  # the rank plan comes from a strategy (or plan_file) before training
 
-    def __init__(self, plan, policy, dropout: float):
+    def __init__(self, plan, policy, dropout: float, init=None):
         self.plan, self.policy, self.dropout = plan, policy, dropout
+        self.init = init  # (gamma, probe batches) of GoRA's initialisation, or None
 
     @classmethod
     def from_config(cls, cfg, plan) -> "LoraMethod":
         from ..adapters import AlphaPolicy
 
         lora = cfg.lora
-        return cls(plan, AlphaPolicy(lora.alpha_policy, lora.lora_alpha, lora.alpha_ratio), lora.lora_dropout)
+        init = None
+        if lora.gora_init:
+            init = (lora.gora_init_gamma, cfg)
+        return cls(plan, AlphaPolicy(lora.alpha_policy, lora.lora_alpha, lora.alpha_ratio), lora.lora_dropout, init)
 
     def attach(self, model, sel, cfg, total_steps: int):
         from ..adapters import wrap_model
 
         return upcast_trainable(wrap_model(model, self.plan, self.policy, self.dropout))  # audited
+
+    def initialise(self, model, session, data):
+        """GoRA's gradient-compressing initialisation of B when ``gora_init`` is on."""
+        if self.init is None:
+            return None
+        from .gora_init import gora_initialise, probe_batches
+
+        gamma, cfg = self.init
+        return gora_initialise(model, session, data, probe_batches(cfg, len(data.train)), gamma)
 
     def module_ranks(self) -> dict:
         return self.plan.adapted
@@ -96,6 +111,9 @@ class AdaLoraMethod:
 
     def planned_params(self) -> int:
         return sum(m.lora_params(self.init_r) for m in self.sel.modules)
+
+    def initialise(self, model, session, data):
+        return None  # AdaLoRA's SVD-shaped adapters have their own initialisation
 
     def extra_loss(self, model):
         from .adalora import orth_regularizer

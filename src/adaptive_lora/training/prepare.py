@@ -5,6 +5,8 @@ The split depends on ``data_seed`` only, so every seed of a sweep sees the same 
 
 from __future__ import annotations
 
+import random
+
 from dataclasses import dataclass
 
 from ..data import IGNORE_INDEX, PadCollator, length_grouped_batches, load_records, random_batches, split_records, \
@@ -51,3 +53,13 @@ def prepare_data(cfg_input) -> TrainData:
     train = train_set.examples
     return TrainData(train, eval_set.examples, eval_recs, PadCollator(pad_id), tokenizer,
                      [len(e["input_ids"]) for e in train], [scored_predictions(e) for e in train], counts)
+
+
+def probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) -> list[list[int]]:
+    """The batches of the gradient probes and of GoRA's initialisation: ``n_batches`` of
+    ``batch_size`` training indices, drawn with the data seed only (not the run's seed), so every
+    run and strategy on the same data measures the same examples."""
+    order = list(range(n_examples))
+    random.Random(f"probe/{seed}").shuffle(order)
+    order = order[: batch_size * n_batches]
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..evaluation import scored_loss_sum
 from ..layout.discover import plain_name
 from .config import KEY_GROUP, keys_of
-from .prepare import scored_predictions
+from .prepare import probe_batches as _probe_batches, scored_predictions
 
 PROBE_VERSION = 2  # bump when a probe's definition changes, so old cache entries are not reused
 
@@ -107,13 +107,6 @@ def cached(cache_dir, key: str, compute):
     if path is not None:
         _io.atomic_write_json(path, {"result": result, "info": info})
     return result, {**info, "cached": False}
-
-
-def _probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) -> list[list[int]]:
-    order = list(range(n_examples))
-    random.Random(f"probe/{seed}").shuffle(order)
-    order = order[: batch_size * n_batches]
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 # The gradient probes read the data, the targets, probe_batches/probe_batch_size (or batch_size)

@@ -1,7 +1,7 @@
 """One training run as a list of named stages.
 
     session -> data -> base model -> plan (probe if the strategy needs one) -> adapted model
-            -> step-0 eval -> fit -> final eval -> save -> summary
+            -> initialised adapters (gora_init) -> step-0 eval -> fit -> final eval -> save -> summary
 
 Nothing is written into the run folder until the config, the data, the model, the plan and the
 wrapped model have all been checked: a bad input aimed at a finished run's folder leaves it as
@@ -61,6 +61,8 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     set_seed(cfg.optim.seed)
     model = method.attach(model, layout.select(cfg.plan.targets), cfg, total)
     model = model if cfg.model_load.quantization else model.to(session.device)
+    init_info = method.initialise(model, session, data)  # GoRA's init (gora_init), else None
+    probe_info = {**(probe_info or {}), "init": init_info} if init_info else probe_info
     files = RunFiles(out, session.main, meta)
     files.start(cfg, method, probe_info)
     evaluator = Evaluator(cfg, session, data, files.log, model)
@@ -275,6 +277,8 @@ class Evaluator:
 
     def base(self, cache: dict | None) -> dict:
         """``full(0)``, or the same rows from the sweep's cache (logged with ``cached: true``)."""
+        if self.cfg.lora.gora_init:
+            cache = None  # GoRA's B != 0: step 0 is not the base model, and depends on A (the seed)
         key = self.cfg.cache_key("base_eval", _BASE_EVAL_IGNORES, {"amp": self.session.precision,
                                                                  "world": self.session.world})
         if cache is not None and key in cache:
