@@ -6,7 +6,6 @@ The split depends on ``data_seed`` only, so every seed of a sweep sees the same 
 from __future__ import annotations
 
 import random
-
 from dataclasses import dataclass
 
 from ..data import IGNORE_INDEX, PadCollator, length_grouped_batches, load_records, random_batches, split_records, \
