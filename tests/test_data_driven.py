@@ -150,7 +150,7 @@ ALTERNATIVE = {
     "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2,
     "eva_rho": 3.0, "eva_tau": 0.9, "eva_examples": 8, "probe_steps": 5, "plan_cache": "elsewhere",
     "spectrum_tail": 0.25, "spectrum_power": 1.0, "svd_probe_r": 16,
-    "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "gora_init": True, "gora_init_gamma": 0.05, "lr": 1e-3, "epochs": 2,
+    "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "gora_init": True, "gora_init_gamma": 0.05, "pe_capacity": 3.0, "pe_interval": 5, "pe_moves": 4, "pe_warmup": 2, "pe_freeze": 3, "pe_beta": 0.5, "lr": 1e-3, "epochs": 2,
     "max_steps": 7, "batch_size": 4, "grad_accum": 2, "weight_decay": 0.1, "adam_beta1": 0.8, "adam_beta2": 0.99,
     "lr_schedule": "cosine", "precision": "bf16", "seed": 3, "group_by_length": False, "warmup_steps": 2,
     "warmup_ratio": 0.1, "clip": "fixed", "clip_norm": 0.5, "clip_factor": 3.0, "clip_beta": 0.5,

@@ -158,7 +158,8 @@ def resolve_quantization(q) -> dict | None:
 class PlanConfig(_Checks):
     """Which modules get which rank (the strategy's own parameters are in StrategyParams)."""
 
-    method: str = F("lora", "lora (a static rank plan) or adalora (PEFT's AdaLoRA baseline, ranks set in training)")
+    method: str = F("lora", "lora (a static rank plan), adalora (PEFT's AdaLoRA baseline, ranks set in training) or "
+                        "prune_expand (the plan's ranks moved between modules during training)")
     strategy: str = F("uniform", "rank-allocation strategy; see 'adaptive-lora strategies'")
     targets: Any = F(None, "module names to adapt (list or comma-separated); null = the family's default set")
     budget: Any = F(None, "rescale the strategy's shape to this many LoRA parameters (e.g. 3.1M)")
@@ -334,6 +335,25 @@ class AdaLoraSettings(_Checks):
 
 
 @dataclass
+class PruneExpandSettings(_Checks):
+    """method: prune_expand, ranks moved between modules during training (training/prune_expand.py)."""
+
+    pe_capacity: float = F(2.0, "each adapter is allocated at this x its planned rank (at most r_max): the "
+                                "most it can grow to; more = more freedom, more adapter and Adam memory")
+    pe_interval: int = F(2, "optimizer steps between two rounds of moves; shorter = more moves, noisier scores")
+    pe_moves: int = F(16, "ranks grown per round (each paid for by pruning the least important components)")
+    pe_warmup: Any = F(None, "steps before the first round (scores need a few steps); null = 20 % of the steps")
+    pe_freeze: Any = F(None, "final steps without moves, so grown ranks get trained; null = 20 % of the steps")
+    pe_beta: float = F(0.85, "moving average of the importance |w * dL/dw| (AdaLoRA's beta1); higher = smoother")
+
+    def __post_init__(self):
+        self._nums(("pe_capacity",), lambda v: v >= 1, "a number >= 1")
+        self._ints(("pe_interval", "pe_moves"), 1, "a positive integer")
+        self._ints(("pe_warmup", "pe_freeze"), 0, "a non-negative integer", optional=True)
+        self._nums(("pe_beta",), lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+@dataclass
 class OutputConfig(_Checks):
     """Where results go and what the terminal shows (neither changes a result)."""
 
@@ -367,6 +387,7 @@ GROUPS: dict[str, type] = {
     "stabilize": StabilizerConfig,
     "eval": EvalConfig,
     "adalora": AdaLoraSettings,
+    "prune_expand": PruneExpandSettings,
     "output": OutputConfig,
 }
 
@@ -404,6 +425,7 @@ class TrainConfig:
     stabilize: StabilizerConfig = dataclasses.field(default_factory=StabilizerConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     adalora: AdaLoraSettings = dataclasses.field(default_factory=AdaLoraSettings)
+    prune_expand: PruneExpandSettings = dataclasses.field(default_factory=PruneExpandSettings)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
     def __post_init__(self):

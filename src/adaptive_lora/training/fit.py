@@ -200,7 +200,7 @@ def _one_step(cfg, session, data, model, method, parts: _Parts, chunk: list, res
     stats = global_stats(session, parts.monitor, parts.monitor.measure())
     _check_finite(res.steps, step_loss, stats)
     factor, threshold = _apply(parts, stats)
-    method.after_step(session.acc.unwrap_model(model), res.steps)
+    changed = method.after_step(session.acc.unwrap_model(model), res.steps, parts.optimizer)
     parts.scheduler.step()
     parts.optimizer.zero_grad(set_to_none=True)
     dt = time.perf_counter() - t0
@@ -212,7 +212,7 @@ def _one_step(cfg, session, data, model, method, parts: _Parts, chunk: list, res
             "lr": cfg.optim.lr * parts.lr_mult(res.steps - 1),  # the base lr this step used
             "grad_norm": stats.global_norm, "clip_threshold": threshold, "clip_factor": factor,
             "tokens": step_tokens, "tokens_per_s": step_tokens / dt, "time_s": round(res.train_time, 3),
-            "layer_grad_norms": stats.per_layer}
+            "layer_grad_norms": stats.per_layer, **(changed or {})}
 
 
 def _progress(cfg, session, total_steps: int, desc: str):

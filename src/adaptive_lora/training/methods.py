@@ -6,7 +6,8 @@ The loop calls the same hooks for every method and never branches on a method's 
 * ``module_ranks()`` -> ``{module: rank}`` the optimizer's per-module learning rates use;
 * ``planned_params()`` -> the parameter count promised before training;
 * ``extra_loss(model)`` -> a term added on the step's last micro-batch, or None;
-* ``after_step(model, step)`` -> called after each optimizer step;
+* ``after_step(model, step, optimizer)`` -> called after each optimizer step, before the gradients
+  are cleared; returns a dict to add to the step's log row (e.g. ranks that moved), or None;
 * ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds;
 * ``initialise(model, session, data)`` -> after ``attach``, before the step-0 eval: a data-driven
   initialisation of the adapters (GoRA's), or nothing; returns what it cost, or None.
@@ -73,8 +74,8 @@ class LoraMethod:
     def extra_loss(self, model):
         return None
 
-    def after_step(self, model, step: int) -> None:
-        pass
+    def after_step(self, model, step: int, optimizer=None):
+        return None  # a static plan: nothing changes during training
 
     def realised(self, model, layout):
         """The plan, after the audit has checked every module's rank and scaling once more."""
@@ -120,8 +121,9 @@ class AdaLoraMethod:
 
         return model.peft_config["default"].orth_reg_weight * orth_regularizer(model)
 
-    def after_step(self, model, step: int) -> None:
+    def after_step(self, model, step: int, optimizer=None):
         model.base_model.update_and_allocate(step)
+        return None
 
     def realised_ranks(self, model, sel) -> dict:
         from .adalora import realised_adalora_ranks
@@ -136,4 +138,58 @@ class AdaLoraMethod:
         return Plan("adalora", self.sel, {m.name: ranks.get(m.name, 0) for m in self.sel.modules}, StrategyParams())
 
 
-METHODS = {"lora": LoraMethod, "adalora": AdaLoraMethod}
+class PruneExpandMethod(LoraMethod):
+    """LoRA whose ranks move between modules during training (``training/prune_expand.py``):
+    starts from the strategy's plan, adapters allocated at capacity, the budget kept."""
+
+    name = "prune_expand"
+
+    def __init__(self, plan, policy, dropout: float, settings, r_max: int, seed: int, r_min: int):
+        super().__init__(plan, policy, dropout)
+        self.settings, self.r_max, self.seed, self.r_min = settings, r_max, seed, r_min
+        self.mover = None
+
+    @classmethod
+    def from_config(cls, cfg, plan) -> "PruneExpandMethod":
+        from ..adapters import AlphaPolicy
+        from ..errors import UserError
+
+        lora = cfg.lora
+        if lora.alpha_policy != "proportional":
+            raise UserError("method prune_expand needs alpha_policy: proportional (the scaling alpha/r must not "
+                            "change when a module's rank does)")
+        return cls(plan, AlphaPolicy(lora.alpha_policy, lora.lora_alpha, lora.alpha_ratio), lora.lora_dropout,
+                   cfg.prune_expand, cfg.params.r_max, cfg.optim.seed, cfg.params.r_min)
+
+    def attach(self, model, sel, cfg, total_steps: int):
+        import dataclasses
+
+        from ..adapters import wrap_model
+        from .prune_expand import RankMover, Schedule, build_slots, capacity
+
+        by = self.plan.layout.by_name()
+        caps = {n: capacity(r, self.settings.pe_capacity, by[n].max_rank, max(self.r_max, r))
+                for n, r in self.plan.adapted.items()}
+        # PEFT builds every adapter at its capacity (audited against this plan); the components
+        # past the planned rank are then zeroed, so the model starts as a LoRA of the plan.
+        at_capacity = dataclasses.replace(self.plan, ranks={**self.plan.ranks, **caps}, budget_target=None)
+        model = upcast_trainable(wrap_model(model, at_capacity, self.policy, self.dropout))
+        slots = build_slots(model, self.plan, caps)
+        s = self.settings
+        self.mover = RankMover(slots, Schedule.of(s, total_steps), s.pe_moves, s.pe_beta, self.r_min, self.seed)
+        return model
+
+    def after_step(self, model, step: int, optimizer=None):
+        return self.mover.step(step, optimizer)
+
+    def realised(self, model, layout):
+        """The active ranks at the end, as a plan (the audit of the capacities ran at attach)."""
+        import dataclasses
+
+        note = (f"prune_expand: ranks moved during training; {self.mover.credit} planned parameters unspent "
+                "at the end")
+        return dataclasses.replace(self.plan, ranks={**self.plan.ranks, **self.mover.ranks()},
+                                   notes=tuple(self.plan.notes) + (note,))
+
+
+METHODS = {"lora": LoraMethod, "adalora": AdaLoraMethod, "prune_expand": PruneExpandMethod}

@@ -221,7 +221,7 @@ class RunFiles:
 # Keys that cannot change the step-0 evaluation: with B = 0 (LoRA) or E = 0 (AdaLoRA) the wrapped
 # model computes exactly the base model, so nothing about the plan, the adapters or the optimizer
 # matters; neither do the seed (no dropout in eval) or what happens after step 0.
-_BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "adalora") + (
+_BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "adalora", "prune_expand") + (
     "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
     "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage") + DISPLAY_ONLY
