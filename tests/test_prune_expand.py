@@ -133,3 +133,13 @@ def test_a_real_run_moves_ranks_logs_them_and_reports_the_final_ones(train_env, 
     last = [r for r in rows if "ranks" in r][-1]
     assert {m["name"]: m["rank"] for m in final["plan"]["modules"]} == last["ranks"]
     assert final["trainable_params"] == last["active_params"] <= final["planned_params"]
+    # The report draws the ranks over time from the run folder alone.
+    from adaptive_lora.reports import write_report
+    from adaptive_lora.reports.collect import collect_runs
+    from adaptive_lora.reports.figures import rank_history
+
+    steps, layers, grid = rank_history(collect_runs(tmp_path)[0])
+    assert steps == [0, 3, 5] and layers == [0, 1, 2, 3]
+    assert [sum(col) for col in zip(*grid)][0] == 4 * 7 * 4  # step 0: the plan, rank 4 on 7 modules x 4 layers
+    paths = write_report(tmp_path)
+    assert any(p.name == "rank_moves.png" for p in paths.figures)

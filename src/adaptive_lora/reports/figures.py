@@ -21,7 +21,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .collect import RunResult, finite
+from .._io import read_json
+from .collect import PLAN, RunResult, finite
 from .compare import paired_comparisons
 from .table import Row, budget_sections, pareto_front
 
@@ -49,6 +50,10 @@ FIGURES = (
                "Global gradient norm per optimizer step (log scale). " + _MARKS),
     FigureSpec("ranks.png", "Rank per layer",
                "Planned LoRA rank per layer: mean over attention modules and over MLP modules."),
+    FigureSpec("rank_moves.png", "Ranks moved during training",
+               "Total LoRA rank per layer over the optimizer steps, for runs whose ranks move during "
+               "training (method prune_expand; one panel per row, its first seed): step 0 is the "
+               "plan, each later column a round of moves."),
     FigureSpec("params_vs_perplexity.png", "Parameters vs perplexity",
                "Trainable parameters against perplexity (mean ± std of completed seeds); the line "
                "joins the Pareto front of the means (lower is better on both). A lower mean is not "
@@ -316,6 +321,55 @@ def plot_ranks(rows: Sequence[Row], path: Path) -> Path:
     return _save(fig, path)
 
 
+def rank_history(run: RunResult) -> tuple[list[int], list[int], list[list[float]]] | None:
+    """(steps, layers, total rank [layer][step]) of a run whose metrics rows carry ``ranks``,
+    step 0 from its plan.json (the plan before training); None for a static run."""
+    moves = [r for r in run.metrics if r.get("type") == "train" and isinstance(r.get("ranks"), dict)]
+    if not moves:
+        return None
+    try:
+        start = read_json(run.path / PLAN)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    modules = [m for m in start.get("modules", []) if isinstance(m, dict)] if isinstance(start, dict) else []
+    layer_of = {m.get("name"): int(m.get("layer", 0)) for m in modules}
+    layers = sorted(set(layer_of.values()))
+    snapshots = [(0, {m.get("name"): finite(m.get("rank")) or 0 for m in modules})]
+    snapshots += [(int(r.get("step", 0)), r["ranks"]) for r in moves]
+    grid = [[sum(rank or 0 for n, rank in ranks.items() if layer_of.get(n) == layer) for _, ranks in snapshots]
+            for layer in layers]
+    return [s for s, _ in snapshots], layers, grid
+
+
+def plot_rank_moves(rows: Sequence[Row], path: Path) -> Path:
+    """A heatmap per row that moved ranks: layers (y) by rounds (x), colour = total rank."""
+    labels = plot_labels(rows)
+    found = []
+    for row in rows:
+        hist = next((h for h in (rank_history(r) for r in row.runs) if h), None)
+        if hist:
+            found.append((labels[id(row)], hist))
+    n = max(len(found), 1)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(4.2 * ncols + 0.5, 3.2 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    if not found:
+        _empty(axes[0], "no run moved ranks during training (static plans)")
+    for ax, (label, (steps, layers, grid)) in zip(axes, found):
+        im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
+        ax.set_yticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("layer")
+        fig.colorbar(im, ax=ax, label="total rank")
+    for ax in axes[len(found):]:
+        ax.set_visible(not found and ax is axes[0])
+    fig.suptitle("Total rank per layer over training")
+    return _save(fig, path)
+
+
 def plot_pareto(rows: Sequence[Row], path: Path) -> Path:
     """Trainable parameters against mean perplexity, with the Pareto front joined and ringed."""
     labels, colors = plot_labels(rows), _colors(rows)
@@ -419,6 +473,7 @@ def write_figures(runs: Sequence[RunResult], rows: Sequence[Row], out_dir, compa
                                                eval_curve(runs)[1]),
         "grad_norm.png": lambda p: plot_curves(rows, p, "train", "grad_norm", "global gradient norm", "Gradient norm", log="log"),
         "ranks.png": lambda p: plot_ranks(rows, p),
+        "rank_moves.png": lambda p: plot_rank_moves(rows, p),
         "params_vs_perplexity.png": lambda p: plot_pareto(rows, p),
         "paired_diff.png": lambda p: plot_paired_diff(rows, comparisons, p),
     }
