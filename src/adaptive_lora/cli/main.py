@@ -85,6 +85,11 @@ def _run_strategies(args) -> int:
     width = max(len(n) for n in STRATEGIES)
     for s in STRATEGIES.values():
         print(f"{s.name:<{width}}  [{s.family}; {needs(s)}] {s.description}")
+    from ..training.methods import METHODS
+
+    print("\nmethods (config key 'method'; a strategy plans the ranks a method starts from):")
+    for name, cls in METHODS.items():
+        print(f"{name:<{width}}  {' '.join((cls.__doc__ or '').split())}")
     return 0
 
 

@@ -86,7 +86,7 @@ class LoraMethod:
 
 
 class AdaLoraMethod:
-    """PEFT's AdaLoRA: every module starts at ``adalora_init_r`` and is pruned during training."""
+    """PEFT's AdaLoRA: every module starts at adalora_init_r and is pruned during training."""
 
     name = "adalora"
     needs_plan = False  # AdaLoRA sets its ranks during training
@@ -139,8 +139,8 @@ class AdaLoraMethod:
 
 
 class PruneExpandMethod(LoraMethod):
-    """LoRA whose ranks move between modules during training (``training/prune_expand.py``):
-    starts from the strategy's plan, adapters allocated at capacity, the budget kept."""
+    """Dynamic: LoRA whose ranks move from the least to the most important modules during
+    training, at the plan's budget (after ElaLoRA; training/prune_expand.py)."""
 
     name = "prune_expand"
 
