@@ -61,7 +61,7 @@ def memory_estimate(args, plan) -> dict | None:
 
 def plan_command(args) -> int:
     plan, policy = build_plan_from_args(args)
-    notes = list(plan.notes) + paper_notes(plan)
+    notes = list(plan.notes) + list(plan.layout.notes) + paper_notes(plan)  # e.g. MoE experts skipped
     memory = memory_estimate(args, plan)
     if args.json:
         out = plan.to_dict()
