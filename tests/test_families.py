@@ -10,6 +10,7 @@ fused matrix is one module, its out the fused width.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import pytest
@@ -268,7 +269,7 @@ def family_env(tmp_path_factory):
     return {"data": data, "base": base}
 
 
-@pytest.mark.parametrize("family", DENSE + ["mixtral"])
+@pytest.mark.parametrize("family", DENSE + ["mixtral", "llava"])
 def test_tiny_model_trains_two_steps(family_env, tmp_path, family):
     """Plan (linear_decay over every linear of the blocks; attention only for Mixtral) ->
     LoraConfig -> wrap -> audit (inside train) -> two optimizer steps on the CPU."""
@@ -283,3 +284,35 @@ def test_tiny_model_trains_two_steps(family_env, tmp_path, family):
     plan = make_plan(layout, "linear_decay", StrategyParams(r_base=8, r_min=2))
     assert summary["trainable_params"] == plan.trainable_params  # the audited model holds the plan
     assert build_lora_config(plan).fan_in_fan_out == (family == "gpt2")
+
+
+@pytest.mark.parametrize("family", DENSE + ["mixtral"])
+def test_default_targets_are_peft_all_linear(family):
+    """With targets null, the modules are exactly what PEFT's ``all-linear`` wraps (every linear
+    but the output layer) on the tiny models, except on Mixtral: PEFT 0.21 wraps the router and
+    the fused experts there too (as parameters), which we leave out by design."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    from adaptive_lora.layout.discover import plain_name
+
+    layout = layout_from_model(build_model(family))
+    peft = get_peft_model(build_model(family), LoraConfig(r=2, target_modules="all-linear"))
+    wrapped = {plain_name(n) for n, m in peft.named_modules() if isinstance(m, LoraLayer)}
+    moe = {n for n in wrapped if re.search(r"\.mlp\.(gate|experts)(\.|$)", n)}
+    assert bool(moe) == (family == "mixtral")
+    assert wrapped - moe == {m.name for m in layout.modules}
+
+
+def test_plan_command_notes_the_skipped_moe_weights(tmp_path, capsys):
+    import json
+
+    from adaptive_lora.cli.main import main as cli_main
+    from tiny_models import save_config_only
+
+    folder = save_config_only(tmp_path / "mixtral", FAMILY_CONFIGS["mixtral"]())
+    assert cli_main(["plan", "--model", str(folder), "--strategy", "uniform", "--r", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["modules"]) == 16 and out["trainable_params"] == 4 * 4 * (64 + 48 + 48 + 64)
+    assert out["notes"] == list(layout_from_model(build_model("mixtral")).notes)
+    assert out["notes"][0] == "not adapted: the MoE router (mlp.gate)"

@@ -62,14 +62,27 @@ FAMILY_CONFIGS = {
     "opt": _family_config("OPTConfig", hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32,
                           max_position_embeddings=512, **_TOKENS),
     "mixtral": _family_config("MixtralConfig", **_DECODER, num_local_experts=4, num_experts_per_tok=2),
+    "llava": lambda n_layer=N_LAYERS, vocab_size=260: llava_config(n_layer, vocab_size),
 }
 
 
+def llava_config(n_layer: int = N_LAYERS, vocab_size: int = 260):
+    """A vision-language model: a one-layer CLIP vision tower and the tiny Llama as language
+    model. The image token is <unk> (259), which the byte tokenizer never produces."""
+    from transformers import CLIPVisionConfig, LlavaConfig
+
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=28, patch_size=14)
+    return LlavaConfig(vision_config=vision.to_dict(), text_config=llama_config(n_layer, vocab_size).to_dict(),
+                       image_token_index=259, tie_word_embeddings=True)
+
+
 def build_model(family: str, seed: int = 0, **kw):
-    from transformers import AutoModelForCausalLM
+    from adaptive_lora.layout.discover import model_class
 
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(FAMILY_CONFIGS[family](**kw))
+    config = FAMILY_CONFIGS[family](**kw)
+    return model_class(config).from_config(config)
 
 
 def byte_tokenizer():

@@ -294,23 +294,18 @@ def layout_from_model(model, model_type: str | None = None) -> Layout:
     return Layout(model_type, model_type, len(blocks[1]), tuple(modules), _count_base(model), shorts, tuple(skipped))
 
 
-def _build_on_meta(config):
-    """The model of ``config`` on the meta device: a causal LM, else an image-text-to-text model
-    (a vision-language model whose config AutoModelForCausalLM does not take)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def model_class(config):
+    """AutoModelForCausalLM, or AutoModelForImageTextToText for a vision-language model whose
+    config the causal-LM class does not take (LLaVA, Qwen2-VL ...): its language model is what
+    discovery adapts, and it trains on text alone."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as causal
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES as image_text
 
-    with torch.device("meta"):
-        try:
-            return AutoModelForCausalLM.from_config(config)
-        except ValueError:
-            from transformers import AutoModelForImageTextToText
-
-            try:
-                return AutoModelForImageTextToText.from_config(config)
-            except ValueError:
-                pass
-            raise
+    model_type = getattr(config, "model_type", None)
+    if model_type not in causal and model_type in image_text:
+        return AutoModelForImageTextToText
+    return AutoModelForCausalLM
 
 
 def discover_layout(config) -> Layout:
@@ -319,8 +314,11 @@ def discover_layout(config) -> Layout:
     if isinstance(n_layers, int) and not isinstance(n_layers, bool) and n_layers < 1:
         raise UserError(f"the model config has {n_layers} layers (num_hidden_layers): a model needs at least one "
                         "transformer block to adapt; fix config.json")
+    import torch
+
     try:
-        model = _build_on_meta(config)
+        with torch.device("meta"):
+            model = model_class(config).from_config(config)
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise UserError(
             f"cannot build a causal LM from config type '{getattr(config, 'model_type', '?')}' "
