@@ -316,3 +316,15 @@ def test_plan_command_notes_the_skipped_moe_weights(tmp_path, capsys):
     assert len(out["modules"]) == 16 and out["trainable_params"] == 4 * 4 * (64 + 48 + 48 + 64)
     assert out["notes"] == list(layout_from_model(build_model("mixtral")).notes)
     assert out["notes"][0] == "not adapted: the MoE router (mlp.gate)"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "phi3", "llava"])
+def test_layout_of_a_wrapped_model_is_the_plain_layout(family):
+    """Discovery on a PEFT-wrapped model (as after training) sees the base layers, never LoRA's
+    own lora_A/lora_B linears, and keeps the plain names."""
+    layout = layout_from_model(build_model(family))
+    plan = make_plan(layout, "linear_decay", StrategyParams(r_base=4, r_min=2))
+    from adaptive_lora.adapters import wrap_model
+
+    wrapped = wrap_model(build_model(family), plan, dropout=0.0)
+    assert layout_from_model(wrapped) == layout

@@ -261,9 +261,10 @@ def _holds_direct(module) -> bool:
 
 
 def _count_base(model) -> int:
+    """Every parameter of the base model, tied weights once; a wrapped model's adapters excluded."""
     seen, total = set(), 0
-    for p in model.parameters():
-        if id(p) not in seen and not getattr(p, "_is_lora", False):
+    for name, p in model.named_parameters():
+        if id(p) not in seen and not set(name.split(".")) & _LORA_PARTS - {"base_layer"}:
             seen.add(id(p))
             total += p.numel()
     return total
