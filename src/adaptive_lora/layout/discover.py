@@ -229,9 +229,14 @@ def find_blocks(model, named: list) -> tuple[str, object] | None:
         if (inside and isinstance(mod, nn.ModuleList) and len(mod) and not _NOT_DECODER.search(name)
                 and all(_holds_weights(block) for block in mod)):
             found.append((name, mod))
-    # Outermost lists only (an MoE layer's list of experts is not the blocks); then the longest.
+    # Outermost lists only (an MoE layer's list of experts is not the blocks); then the longest,
+    # and of lists as long (per-layer norms kept apart), the one with more linear modules.
     outer = [(n, m) for n, m in found if not any(n.startswith(o + ".") for o, _ in found)]
-    return max(outer, key=lambda nm: len(nm[1]), default=None)
+    return max(outer, key=lambda nm: (len(nm[1]), _n_linear(nm[1])), default=None)
+
+
+def _n_linear(module) -> int:
+    return sum(_shape(m) is not None for m in module.modules())
 
 
 def _block_weights(prefix: str, index: int, block) -> tuple[list, list]:
