@@ -55,8 +55,9 @@ def expected_scaling(policy: AlphaPolicy, rank: int) -> float:
 
 def uses_fan_in_fan_out(layout) -> bool:
     """GPT-2's Conv1D stores weights as (in, out); PEFT must be told, or it warns and guesses.
-    Decided here once for every LoRA and AdaLoRA config and probe."""
-    return layout.family == "gpt2"
+    Decided here once for every LoRA and AdaLoRA config and probe, from the modules themselves
+    (discovery refuses a model whose blocks mix Conv1D and Linear)."""
+    return any(m.fan_in_fan_out for m in layout.modules)
 
 
 def _key(name: str) -> str:

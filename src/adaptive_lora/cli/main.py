@@ -44,7 +44,7 @@ def _add_plan(sub):
     p.add_argument("--r-max", type=int, default=None, help="upper clamp of the adaptive strategies (32)")
     p.add_argument("--rounding", default=None, help="floor (the paper), round or ceil")
     p.add_argument("--custom", default=None, help="for --strategy custom: a YAML/JSON rank map file")
-    p.add_argument("--targets", default=None, help="comma-separated module names (default: the family's)")
+    p.add_argument("--targets", default=None, help="comma-separated module names (default: every linear of the decoder blocks)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", default=None, help="scale the strategy to this many LoRA parameters (e.g. 3.1M)")
     g.add_argument("--budget-like", default=None, help="scale to the budget of another plan, e.g. uniform:8")

@@ -53,7 +53,8 @@ def memory_estimate(args, plan) -> dict | None:
     if args.batch_size < 1 or args.max_length < 1:
         raise UserError("--batch-size and --max-length must be positive integers")
     quant = resolve_quantization({"bits": args.bits}) if args.bits else None
-    return estimate_memory(plan.layout, load_config(args.model), plan.adapted, dtype=args.dtype,
+    text_config = load_config(args.model).get_text_config(decoder=True)  # a vision-language model's language model
+    return estimate_memory(plan.layout, text_config, plan.adapted, dtype=args.dtype,
                            autocast=None if args.dtype == "fp32" else "bf16", quantization=quant,
                            batch_size=args.batch_size, max_length=args.max_length,
                            gradient_checkpointing=args.gradient_checkpointing)
@@ -61,7 +62,7 @@ def memory_estimate(args, plan) -> dict | None:
 
 def plan_command(args) -> int:
     plan, policy = build_plan_from_args(args)
-    notes = list(plan.notes) + paper_notes(plan)
+    notes = list(plan.notes) + list(plan.layout.notes) + paper_notes(plan)  # e.g. MoE experts skipped
     memory = memory_estimate(args, plan)
     if args.json:
         out = plan.to_dict()

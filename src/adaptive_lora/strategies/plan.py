@@ -167,7 +167,7 @@ def make_plan(
     budget=None,
     budget_like: str | None = None,
 ) -> Plan:
-    """Plan ranks for ``layout``. ``targets`` selects modules (default: the family's);
+    """Plan ranks for ``layout``. ``targets`` selects modules (default: every one);
     ``budget`` (a number) or ``budget_like`` (e.g. ``uniform:8``) rescales the strategy's shape.
     Every rank stays within its module's min(in, out)."""
     params = params or StrategyParams()

@@ -161,7 +161,8 @@ class PlanConfig(_Checks):
     method: str = F("lora", "lora (a static rank plan), adalora (PEFT's AdaLoRA baseline, ranks set in training) or "
                         "prune_expand (the plan's ranks moved between modules during training)")
     strategy: str = F("uniform", "rank-allocation strategy; see 'adaptive-lora strategies'")
-    targets: Any = F(None, "module names to adapt (list or comma-separated); null = the family's default set")
+    targets: Any = F(None, "module names to adapt (list or comma-separated); null = every linear of the decoder blocks "
+                           "(no lm_head, no MoE router): all capacity, most parameters")
     budget: Any = F(None, "rescale the strategy's shape to this many LoRA parameters (e.g. 3.1M)")
     budget_like: Any = F(None, "rescale to another plan's parameter count, e.g. uniform:8 (equal-budget studies)")
     plan_file: Any = F(None, "reuse a saved plan.json instead of running the strategy (no probe)")
