@@ -1,6 +1,8 @@
 """Run a sweep with a fake training function; used by the kill test in test_sweep.py.
 
-Usage: python tests/_fake_sweep.py SWEEP_YAML OUT_DIR
+Usage: python tests/_fake_sweep.py SWEEP_YAML OUT_DIR [--worker] [--heartbeat S] [--stale S]
+
+``--worker`` runs it as one of many ``run --worker`` processes (``run_worker``) instead of a driver.
 
 Each fake run appends ``start <run_id>`` to ``OUT_DIR/calls.log``, writes ``steps`` lines to
 ``metrics.jsonl`` (sleeping ``step_s`` seconds after each, both from the run's config), then
@@ -10,13 +12,15 @@ folders, so it survives a run being redone from scratch.
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from adaptive_lora._io import append_jsonl, atomic_write_json
 from adaptive_lora.errors import UserError
-from adaptive_lora.experiments import load_sweep, run_sweep
+from adaptive_lora.experiments import ExecOptions, load_sweep, run_sweep, run_worker
 
 
 def _log(out_dir: Path, line: str) -> None:
@@ -26,12 +30,19 @@ def _log(out_dir: Path, line: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    sweep_path, out = argv
-    out_dir = Path(out)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("sweep")
+    ap.add_argument("out")
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--heartbeat", type=float, default=10.0)
+    ap.add_argument("--stale", type=float, default=60.0)
+    args = ap.parse_args(argv)
+    out_dir = Path(args.out)
+    options = ExecOptions(heartbeat_s=args.heartbeat, stale_after_s=args.stale)
 
     def train_fn(spec, run_dir: Path) -> dict:
         config = spec.config
-        _log(out_dir, f"start {spec.run_id}")
+        _log(out_dir, f"start {spec.run_id} {os.getpid()}")
         for step in range(int(config.get("steps", 3))):
             append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
             time.sleep(float(config.get("step_s", 0.05)))
@@ -44,11 +55,12 @@ def main(argv: list[str]) -> int:
             "finished_at": time.time(),
         }
         atomic_write_json(run_dir / "summary.json", summary)
-        _log(out_dir, f"done {spec.run_id}")
+        _log(out_dir, f"done {spec.run_id} {os.getpid()}")
         return summary
 
     try:
-        run_sweep(load_sweep(sweep_path), out_dir, train_fn, progress=False)
+        run = run_worker if args.worker else run_sweep
+        run(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options)
     except UserError as e:
         print(e, file=sys.stderr)
         return 2

@@ -140,13 +140,13 @@ class RayExecutor:
     the limit and the reason written into a failed run are the sweep's own."""
 
     address: str | None = None  # None: start a local Ray instance; "auto": join a running cluster
-    gpus_per_run: float = 0.0
+    gpus_per_run: float | None = None  # None: 1 when the cluster has a GPU, else 0
     cpus_per_run: float = 1.0
     max_concurrent: int | None = None
     runtime_env: dict | None = None
 
     def __post_init__(self):
-        if self.gpus_per_run < 0 or self.cpus_per_run <= 0:
+        if (self.gpus_per_run or 0) < 0 or self.cpus_per_run <= 0:
             raise UserError("--gpus-per-run must be >= 0 and --cpus-per-run > 0 (fractions are allowed, e.g. 0.5)")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise UserError("--max-concurrent must be at least 1")
@@ -176,8 +176,10 @@ class RayExecutor:
                 ray.shutdown()
 
     def _run(self, ray, specs, out_dir, train_fn, options, rep) -> None:
-        task = ray.remote(_ray_task).options(num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run,
-                                             max_retries=0, max_calls=1)
+        gpus = self.gpus_per_run
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        task = ray.remote(_ray_task).options(num_cpus=self.cpus_per_run, num_gpus=gpus, max_retries=0, max_calls=1)
         index = {s.run_id: i for i, s in enumerate(specs, start=1)}
         queue = []
         for spec in specs:
