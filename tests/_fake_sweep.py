@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,40 @@ def _log(out_dir: Path, line: str) -> None:
         f.flush()
 
 
+def train_fn(spec, run_dir: Path) -> dict:
+    """The fake run; module-level so Ray workers can import it. ``die_once: true`` in the config
+    SIGKILLs the process at the middle step of the run's first execution (a marker file beside
+    the runs remembers it); ``die_always: true`` on every execution."""
+    config, out_dir = spec.config, run_dir.parent
+    _log(out_dir, f"start {spec.run_id} {os.getpid()}")
+    steps = int(config.get("steps", 3))
+    for step in range(steps):
+        append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
+        time.sleep(float(config.get("step_s", 0.05)))
+        if step == steps // 2 and _should_die(config, out_dir / f".died-{spec.run_id}"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    summary = {
+        "status": "completed",
+        "run_id": spec.run_id,
+        "group": spec.group,
+        "seed": config["seed"],
+        # Wall-clock time makes a rewritten summary differ from the original.
+        "finished_at": time.time(),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    _log(out_dir, f"done {spec.run_id} {os.getpid()}")
+    return summary
+
+
+def _should_die(config: dict, marker: Path) -> bool:
+    if config.get("die_always"):
+        return True
+    if not config.get("die_once") or marker.exists():
+        return False
+    marker.write_text("died\n")
+    return True
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("sweep")
@@ -39,24 +74,6 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     out_dir = Path(args.out)
     options = ExecOptions(heartbeat_s=args.heartbeat, stale_after_s=args.stale)
-
-    def train_fn(spec, run_dir: Path) -> dict:
-        config = spec.config
-        _log(out_dir, f"start {spec.run_id} {os.getpid()}")
-        for step in range(int(config.get("steps", 3))):
-            append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
-            time.sleep(float(config.get("step_s", 0.05)))
-        summary = {
-            "status": "completed",
-            "run_id": spec.run_id,
-            "group": spec.group,
-            "seed": config["seed"],
-            # Wall-clock time makes a rewritten summary differ from the original.
-            "finished_at": time.time(),
-        }
-        atomic_write_json(run_dir / "summary.json", summary)
-        _log(out_dir, f"done {spec.run_id} {os.getpid()}")
-        return summary
 
     try:
         run = run_worker if args.worker else run_sweep

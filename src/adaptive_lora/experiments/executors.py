@@ -179,7 +179,7 @@ class RayExecutor:
         gpus = self.gpus_per_run
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        task = ray.remote(_ray_task).options(num_cpus=self.cpus_per_run, num_gpus=gpus, max_retries=0, max_calls=1)
+        task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=gpus, max_retries=0, max_calls=1)(_ray_task)
         index = {s.run_id: i for i, s in enumerate(specs, start=1)}
         queue = []
         for spec in specs:
