@@ -2,7 +2,9 @@
 
 Usage: python tests/_fake_sweep.py SWEEP_YAML OUT_DIR [--worker] [--heartbeat S] [--stale S]
 
-``--worker`` runs it as one of many ``run --worker`` processes (``run_worker``) instead of a driver.
+``--worker`` runs it as one of many ``run --worker`` processes (``run_worker``) instead of a driver;
+``--multiprocess`` as one process of a ``torch.distributed.run`` launch (every process trains each
+run, the main one alone writes files, as ``train`` does).
 
 Each fake run appends ``start <run_id>`` to ``OUT_DIR/calls.log``, writes ``steps`` lines to
 ``metrics.jsonl`` (sleeping ``step_s`` seconds after each, both from the run's config), then
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from adaptive_lora._io import append_jsonl, atomic_write_json
 from adaptive_lora.errors import UserError
-from adaptive_lora.experiments import ExecOptions, load_sweep, run_sweep, run_worker
+from adaptive_lora.experiments import ExecOptions, MultiProcessExecutor, load_sweep, run_sweep, run_worker
 
 
 def _log(out_dir: Path, line: str) -> None:
@@ -35,7 +37,10 @@ def train_fn(spec, run_dir: Path) -> dict:
     SIGKILLs the process at the middle step of the run's first execution (a marker file beside
     the runs remembers it); ``die_always: true`` on every execution."""
     config, out_dir = spec.config, run_dir.parent
-    _log(out_dir, f"start {spec.run_id} {os.getpid()}")
+    rank = int(os.environ.get("RANK", "0"))
+    _log(out_dir, f"start {spec.run_id} {os.getpid()} {rank}")
+    if rank != 0:
+        return {}
     steps = int(config.get("steps", 3))
     for step in range(steps):
         append_jsonl(run_dir / "metrics.jsonl", {"type": "train", "step": step, "loss": 1.0})
@@ -71,11 +76,18 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--heartbeat", type=float, default=10.0)
     ap.add_argument("--stale", type=float, default=60.0)
+    ap.add_argument("--multiprocess", action="store_true")
     args = ap.parse_args(argv)
     out_dir = Path(args.out)
     options = ExecOptions(heartbeat_s=args.heartbeat, stale_after_s=args.stale)
 
     try:
+        if args.multiprocess:
+            from adaptive_lora.cli.run_cmd import _broadcast
+
+            executor = MultiProcessExecutor(main=os.environ["RANK"] == "0", broadcast=_broadcast())
+            run_sweep(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options, executor=executor)
+            return 0
         run = run_worker if args.worker else run_sweep
         run(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options)
     except UserError as e:

@@ -335,3 +335,44 @@ def test_workers_do_not_take_the_driver_lock(tmp_path):
 def test_bad_exec_options(bad, needle):
     with pytest.raises(UserError, match=needle):
         ExecOptions(**bad)
+
+
+def test_multiprocess_launch_trains_each_run_together_once(tmp_path):
+    """torch.distributed.run with 2 processes: only the main one takes the folder lock and claims,
+    both enter every run the main one decides to train, a finished run is skipped by both."""
+    import socket
+
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "seeds": [0, 1, 2], "runs": [{"name": "r"}],
+                                    "defaults": {"steps": 2, "step_s": 0.01}}))
+    out = tmp_path / "out"
+    run_sweep(load_sweep(path), out, Trainer(), progress=False, only="r-s1")  # finished before the launch
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), str(HERE / "_fake_sweep.py"), str(path), str(out), "--multiprocess"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line.split() for line in (out / "calls.log").read_text().splitlines()]
+    starts = sorted((w[1], w[3]) for w in lines if w[0] == "start")
+    assert starts == [("r-s0", "0"), ("r-s0", "1"), ("r-s2", "0"), ("r-s2", "1")]
+    for run in ("r-s0", "r-s2"):
+        assert len(_starts(out / run)) == 1 and read_json(out / run / "summary.json")["status"] == "completed"
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--executor", "ray"], "--executor ray needs Ray: pip install 'adaptive-lora[ray]'"),
+    (["--ray-address", "auto"], "--ray-address only apply to --executor ray"),
+    (["--gpus-per-run", "1", "--max-concurrent", "2"], "--gpus-per-run, --max-concurrent only apply to --executor ray"),
+    (["--worker", "--executor", "ray"], "--worker executes runs in this process"),
+])
+def test_run_flags_are_checked_first(tmp_path, monkeypatch, capsys, flags, needle):
+    from adaptive_lora.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["run", str(tmp_path / "not-even-read.yaml"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1

@@ -147,10 +147,14 @@ def make_executor(args):
 
 def _broadcast():
     """``obj -> obj`` sent from the main process to all (the run decisions of a multi-process run)."""
+    import torch
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
-    PartialState()  # joins the process group that train()'s Accelerator then reuses
+    # As training.session does: without cpu=True, processes on a machine with no GPU would not
+    # form a group. The group joined here is the one train()'s Accelerator then reuses.
+    has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    PartialState(cpu=not has_accelerator)
 
     def send(obj):
         box = [obj]
@@ -168,12 +172,12 @@ def run_command(args) -> int:
     from .checks import writable_folder
 
     overrides = parse_overrides(args.overrides)
+    executor = make_executor(args)  # flag errors before the sweep's checks load anything
     sweep = load_sweep(args.config, overrides, validate=validate_run_config)
     out = writable_folder(args.out or sweep.out, "results folder")
     if getattr(args, "dry_run", False):
         return dry_run(sweep, out)
     options = exec_options(args, sweep)
-    executor = make_executor(args)
     plan_sweep(sweep, strict=True)  # every run's inputs, before the first one trains
     # Step-0 evaluations shared by the runs of this sweep, in any process: computed once per key.
     base_evals = FileCache(out / "base_evals", heartbeat_s=options.heartbeat_s, stale_after_s=options.stale_after_s)
