@@ -20,7 +20,7 @@ from adaptive_lora.experiments import ExecOptions, RayExecutor, load_sweep, run_
 from adaptive_lora.experiments.claims import ATTEMPTS_NAME, CLAIM_NAME
 
 from _fake_sweep import train_fn as fake_train
-from train_fixtures import train_config, train_env  # noqa: F401 (a fixture)
+from train_fixtures import train_config, train_env  # noqa: F401 (train_env is a fixture)
 
 ray = pytest.importorskip("ray")
 

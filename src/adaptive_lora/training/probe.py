@@ -22,7 +22,8 @@ from typing import Callable
 
 import torch
 
-from .. import _io, keylock
+from .. import _io
+from .. import keylock
 from ..errors import UserError
 from ..evaluation import scored_loss_sum
 from ..layout.discover import plain_name
