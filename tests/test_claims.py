@@ -20,6 +20,8 @@ from adaptive_lora.experiments import ExecOptions, load_sweep, run_sweep, run_wo
 from adaptive_lora.experiments.claims import ATTEMPTS_NAME, CLAIM_NAME
 from adaptive_lora.keylock import Claim, FileCache, compute_once
 
+from train_fixtures import train_env  # noqa: F401 (a fixture)
+
 HERE = Path(__file__).resolve().parent
 FAST = dict(heartbeat_s=0.05, stale_after_s=0.5)
 
@@ -376,3 +378,30 @@ def test_run_flags_are_checked_first(tmp_path, monkeypatch, capsys, flags, needl
     assert main(["run", str(tmp_path / "not-even-read.yaml"), *flags]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+def test_real_run_under_torchrun_takes_the_lock_once(train_env, tmp_path):
+    """'run' with 2 processes (torchrun, CPU): both train each run together, the main one writes;
+    before, every process took the folder lock and all but one failed."""
+    import socket
+
+    from train_fixtures import train_config
+
+    cfg = train_config(train_env, "llama", max_train=16)
+    cfg.pop("seed")
+    path = tmp_path / "mp.yaml"
+    path.write_text(yaml.safe_dump({"name": "mp", "seeds": [0], "defaults": cfg, "report": False,
+                                    "runs": [{"name": "uniform", "strategy": "uniform", "r": 4}]}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "adaptive_lora.cli.main", "run", str(path), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = read_json(out / "uniform-s0" / "summary.json")
+    assert s["status"] == "completed" and s["world_size"] == 2
+    assert len(_starts(out / "uniform-s0")) == 1

@@ -155,6 +155,11 @@ def test_tiny_sweep_on_ray_kill_and_retry(ray_instance, train_env, tmp_path):
     assert _cli([str(sweep), "--out", str(clean), "--executor", "ray"]) == 0  # all four skipped
     assert {p: p.read_bytes() for p in _files(clean) if p.parent != clean} == before
     assert all(_events(clean / r) == ["start", "end"] for r in runs)
+    # Step-0 evaluations: each key computed by one run (two ran at once), read by the others.
+    base_rows = [next(json.loads(x) for x in (clean / r / "metrics.jsonl").read_text().splitlines()
+                      if json.loads(x)["type"] == "eval") for r in runs]
+    keys = list((clean / "base_evals").glob("*.json"))
+    assert keys and sum(1 for row in base_rows if not row.get("cached")) == len(keys)
 
     out, victim, seen = tmp_path / "killed", "linear_decay-s0", {}
     killer = threading.Thread(target=_kill_first_worker, args=(out, victim, seen))
