@@ -88,11 +88,16 @@ def main(argv: list[str]) -> int:
             executor = MultiProcessExecutor(main=os.environ["RANK"] == "0", broadcast=_broadcast())
             run_sweep(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options, executor=executor)
             return 0
+        from adaptive_lora.cli.run_cmd import _sigterm_interrupts
+
         run = run_worker if args.worker else run_sweep
-        run(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options)
+        with _sigterm_interrupts():  # as 'adaptive-lora run' does
+            run(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options)
     except UserError as e:
         print(e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

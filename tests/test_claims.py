@@ -307,7 +307,7 @@ def test_two_worker_processes_share_the_runs(tmp_path):
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
     calls = [line.split() for line in (out / "calls.log").read_text().splitlines()]
-    starts = [(run, pid) for what, run, pid in calls if what == "start"]
+    starts = [(w[1], w[2]) for w in calls if w[0] == "start"]  # (run, pid)
     assert sorted(run for run, _ in starts) == [f"r-s{i}" for i in range(6)]  # no run twice
     assert len({pid for _, pid in starts}) == 2, starts  # both workers took runs
     for i in range(6):
@@ -405,3 +405,24 @@ def test_real_run_under_torchrun_takes_the_lock_once(train_env, tmp_path):
     s = read_json(out / "uniform-s0" / "summary.json")
     assert s["status"] == "completed" and s["world_size"] == 2
     assert len(_starts(out / "uniform-s0")) == 1
+
+
+def test_sigterm_releases_the_claim_and_is_not_a_crash(tmp_path):
+    """Slurm preempts with SIGTERM: the run's claim is released and its execution logged as
+    interrupted, so the next worker resumes it at once and it does not count against max_retries."""
+    import signal
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "seeds": [0], "runs": [{"name": "r"}],
+                                    "defaults": {"steps": 50, "step_s": 0.1}}))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(HERE / "_fake_sweep.py"), str(path), str(out), "--worker"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "r-s0" / "metrics.jsonl").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    events = [json.loads(x)["event"] for x in (out / "r-s0" / ATTEMPTS_NAME).read_text().splitlines()]
+    assert events == ["start", "interrupted"] and not (out / "r-s0" / CLAIM_NAME).exists()

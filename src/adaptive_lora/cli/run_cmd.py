@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -145,6 +146,28 @@ def make_executor(args):
     return LocalExecutor()
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (Slurm's preemption and time limit, 'kill') stops a sweep like Ctrl-C: the run in
+    progress releases its claim and is logged as interrupted, so a preempted run resumes later
+    without counting as a crash against max_retries. The previous handler comes back after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _broadcast():
     """``obj -> obj`` sent from the main process to all (the run decisions of a multi-process run)."""
     import torch
@@ -165,10 +188,8 @@ def _broadcast():
 
 
 def run_command(args) -> int:
-    from ..experiments import load_sweep, run_sweep, run_worker
-    from ..keylock import FileCache
+    from ..experiments import load_sweep
     from ..overrides import parse_overrides
-    from ..reports import write_report
     from .checks import writable_folder
 
     overrides = parse_overrides(args.overrides)
@@ -178,6 +199,15 @@ def run_command(args) -> int:
     if getattr(args, "dry_run", False):
         return dry_run(sweep, out)
     options = exec_options(args, sweep)
+    with _sigterm_interrupts():
+        return _run_sweep(args, sweep, out, executor, options)
+
+
+def _run_sweep(args, sweep, out: Path, executor, options) -> int:
+    from ..experiments import run_sweep, run_worker
+    from ..keylock import FileCache
+    from ..reports import write_report
+
     plan_sweep(sweep, strict=True)  # every run's inputs, before the first one trains
     # Step-0 evaluations shared by the runs of this sweep, in any process: computed once per key.
     base_evals = FileCache(out / "base_evals", heartbeat_s=options.heartbeat_s, stale_after_s=options.stale_after_s)

@@ -169,13 +169,36 @@ class RayExecutor:
             rep: Reporter) -> None:
         ray = _ray()
         started = self._connect(ray)
+        inflight: dict = {}
         try:
-            self._run(ray, specs, out_dir, train_fn, options, rep)
+            self._run(ray, specs, out_dir, train_fn, options, rep, inflight)
+        except KeyboardInterrupt:
+            self._interrupted(ray, inflight, out_dir, rep)
+            raise
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, ray, specs, out_dir, train_fn, options, rep) -> None:
+    @staticmethod
+    def _interrupted(ray, inflight: dict, out_dir: Path, rep: Reporter) -> None:
+        """Ctrl-C (or SIGTERM) of the driver: stop the tasks and close their attempts as
+        interrupted, so a stopped sweep does not count against any run's max_retries."""
+        from .._io import append_jsonl
+        from .claims import ATTEMPTS_NAME
+
+        for ref, (spec, _t0, worker) in inflight.items():
+            ray.cancel(ref, force=True)
+            run_dir = out_dir / spec.run_id
+            if (run_dir / ATTEMPTS_NAME).is_file():
+                append_jsonl(run_dir / ATTEMPTS_NAME, {"event": "interrupted", "worker": worker})
+            claim = run_dir / CLAIM_NAME
+            from ..keylock import claim_info
+
+            if (claim_info(claim) or {}).get("worker") == worker:
+                claim.unlink(missing_ok=True)
+            rep.log(f"{spec.run_id} interrupted; run the same command again to resume")
+
+    def _run(self, ray, specs, out_dir, train_fn, options, rep, inflight: dict) -> None:
         gpus = self.gpus_per_run
         if gpus is None:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -189,7 +212,7 @@ class RayExecutor:
             else:
                 queue.append(spec)
         cap = self.max_concurrent or len(queue) or 1
-        inflight: dict = {}  # object ref -> (spec, start time, submitted attempt's worker id)
+        # inflight: object ref -> (spec, start time, submitted attempt's worker id)
         crashes: dict[str, list[str]] = {}
         while queue or inflight:
             while queue and len(inflight) < cap:
