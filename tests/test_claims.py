@@ -23,7 +23,9 @@ from adaptive_lora.keylock import Claim, FileCache, compute_once
 from train_fixtures import train_env  # noqa: F401 (a fixture)
 
 HERE = Path(__file__).resolve().parent
-FAST = dict(heartbeat_s=0.05, stale_after_s=0.5)
+# Claims beat every 0.05 s; a claim is stale after 5 s (generous: the test machine may be loaded),
+# and the "stale" claims the tests plant are 30 s old.
+FAST = dict(heartbeat_s=0.05, stale_after_s=5.0)
 
 
 def _age(path: Path, seconds: float) -> None:
@@ -42,10 +44,11 @@ def _foreign_claim(path: Path, age_s: float, host: str = "another-node", pid: in
 
 def test_claim_is_exclusive_until_released(tmp_path):
     path = tmp_path / "c.json"
-    a, b = Claim(path, {"worker": "a"}, **FAST), Claim(path, {"worker": "b"}, **FAST)
+    short = dict(heartbeat_s=0.05, stale_after_s=1.0)
+    a, b = Claim(path, {"worker": "a"}, **short), Claim(path, {"worker": "b"}, **short)
     assert a.acquire() and not b.acquire()
     assert b.holder()["worker"] == "a"
-    time.sleep(0.8)  # longer than stale_after_s: the heartbeat keeps a live claim fresh
+    time.sleep(1.5)  # longer than stale_after_s: the heartbeat keeps a live claim fresh
     assert not b.acquire() and a.is_ours() and not a.lost
     a.release()
     assert not path.exists()
@@ -56,7 +59,7 @@ def test_claim_is_exclusive_until_released(tmp_path):
 @pytest.mark.parametrize(
     "age_s, host, pid, taken",
     [
-        (5.0, "another-node", 4242, True),  # heartbeat stopped long ago: a dead node
+        (30.0, "another-node", 4242, True),  # heartbeat stopped long ago: a dead node
         (0.0, "another-node", 4242, False),  # fresh claim of another machine: alive
         (0.0, None, None, False),  # fresh claim of a live process here (this one)
         (0.0, None, 2**22 + 12345, True),  # a process of this machine that no longer exists
@@ -79,7 +82,7 @@ def test_stale_or_dead_claims_are_taken_over(tmp_path, age_s, host, pid, taken):
 
 def test_one_taker_wins_a_stale_claim(tmp_path):
     path = tmp_path / "c.json"
-    _foreign_claim(path, 10.0)
+    _foreign_claim(path, 30.0)
     claims = [Claim(path, {"worker": str(i)}, **FAST) for i in range(8)]
     won, gate = [], threading.Barrier(len(claims))
 
@@ -227,7 +230,7 @@ def test_stale_claim_is_taken_over_and_dead_runs_retried_then_failed(tmp_path, c
         with open(run_dir / ATTEMPTS_NAME, "w") as f:
             for a in range(crashed):
                 f.write(json.dumps({"event": "start", "attempt": a + 1, "worker": "dead:1", "host": "n1"}) + "\n")
-    _foreign_claim(out / "r-s0" / CLAIM_NAME, age_s=5.0)
+    _foreign_claim(out / "r-s0" / CLAIM_NAME, age_s=30.0)
     (out / "r-s2" / "checkpoints" / "step-4").mkdir(parents=True)
     (out / "r-s2" / "partial.bin").write_bytes(b"x")
 
@@ -302,7 +305,7 @@ def test_two_worker_processes_share_the_runs(tmp_path):
                                     "defaults": {"steps": 4, "step_s": 0.2}}))
     out = tmp_path / "out"
     cmd = [sys.executable, str(HERE / "_fake_sweep.py"), str(path), str(out), "--worker",
-           "--heartbeat", "0.1", "--stale", "2"]
+           "--heartbeat", "0.1", "--stale", "10"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from . import _io
 
-__all__ = ["Claim", "FileCache", "claim_info", "compute_once", "DEFAULT_HEARTBEAT_S", "DEFAULT_STALE_AFTER_S"]
+__all__ = ["Claim", "FileCache", "claim_info", "compute_once", "is_held", "DEFAULT_HEARTBEAT_S", "DEFAULT_STALE_AFTER_S"]
 
 # 10 s between touches costs nothing; 60 s without one is six missed beats: a process that is only
 # slow (a stalled disk, a busy node) is not mistaken for a dead one.
@@ -66,6 +66,13 @@ def _holder_gone(info: dict | None) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
+
+
+def is_held(path: str | os.PathLike, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> bool:
+    """True while a live claim holds ``path`` (it exists, is fresh, and its holder is not known dead)."""
+    path = Path(path)
+    age = _age_s(path)
+    return age is not None and age <= stale_after_s and not _holder_gone(claim_info(path))
 
 
 class Claim:

@@ -86,7 +86,15 @@ class LocalExecutor:
                         + ("waiting for it at the end" if self.wait_for_others else "left to it"))
         while held and self.wait_for_others:
             time.sleep(_WAIT_POLL_S)
-            held = [(i, s) for i, s in held if not self._one(i, s, out_dir, train_fn, options, rep)]
+            held = [(i, s) for i, s in held if self._still_held(out_dir, s, options)
+                    or not self._one(i, s, out_dir, train_fn, options, rep)]
+
+    @staticmethod
+    def _still_held(out_dir: Path, spec: RunSpec, options: ExecOptions) -> bool:
+        from ..keylock import is_held
+
+        status, _ = read_status(out_dir / spec.run_id)
+        return status is None and is_held(out_dir / spec.run_id / CLAIM_NAME, options.stale_after_s)
 
     @staticmethod
     def _one(i: int, spec: RunSpec, out_dir: Path, train_fn: Callable, options: ExecOptions, rep: Reporter) -> bool:
