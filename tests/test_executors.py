@@ -180,3 +180,25 @@ def test_tiny_sweep_on_ray_kill_and_retry(ray_instance, train_env, tmp_path):
         for k in a:
             if isinstance(a[k], float):
                 assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k
+
+
+def test_ray_driver_waits_for_a_run_held_by_a_worker(ray_instance, tmp_path, capsys):
+    from adaptive_lora.keylock import Claim
+
+    out = tmp_path / "out"
+    sweep = _sweep(tmp_path, n=2)
+    holder = Claim(out / "r-s0" / CLAIM_NAME, {"worker": "slurm-task-3"}, heartbeat_s=0.1, stale_after_s=30)
+    assert holder.acquire()
+
+    def finish():
+        time.sleep(2.0)
+        (out / "r-s0" / "summary.json").write_text('{"status": "completed"}')
+        holder.release()
+
+    t = threading.Thread(target=finish)
+    t.start()
+    res = run_sweep(sweep, out, fake_train, executor=RayExecutor(), options=FAST)
+    t.join()
+    assert res.statuses == {"r-s0": "completed", "r-s1": "completed"} and res.ran == ["r-s1"]
+    assert "r-s0 claimed by worker slurm-task-3" in capsys.readouterr().err
+    assert not (out / "r-s0" / ATTEMPTS_NAME).exists()  # never executed by the driver

@@ -222,13 +222,26 @@ class RayExecutor:
         cap = self.max_concurrent or len(queue) or 1
         # inflight: object ref -> (spec, start time, submitted attempt's worker id)
         crashes: dict[str, list[str]] = {}
-        while queue or inflight:
+        parked: list[RunSpec] = []  # held by a process outside this sweep (a worker): not submitted
+        announced: set[str] = set()
+        while queue or inflight or parked:
+            if not queue and not inflight:
+                time.sleep(_WAIT_POLL_S)
+                queue, parked = self._unpark(parked, out_dir, index, rep), []
             while queue and len(inflight) < cap:
                 spec = queue.pop(0)
+                if LocalExecutor._still_held(out_dir, spec, options):
+                    if spec.run_id not in announced:
+                        announced.add(spec.run_id)
+                        rep.log(f"{rep.tag(index[spec.run_id], spec)} claimed by {_holder(out_dir, spec)}; waiting")
+                    parked.append(spec)
+                    continue
                 worker = f"ray:{options.worker_id}:{spec.run_id}:{len(crashes.get(spec.run_id, [])) + 1}"
                 opts = ExecOptions(options.max_retries, options.heartbeat_s, options.stale_after_s, worker)
                 rep.log(f"{rep.tag(index[spec.run_id], spec)} submitted")
                 inflight[task.remote(spec, str(out_dir), train_fn, opts)] = (spec, time.perf_counter(), worker)
+            if not inflight:
+                continue
             done, _ = ray.wait(list(inflight), num_returns=1)
             spec, t0, worker = inflight.pop(done[0])
             i = index[spec.run_id]
@@ -239,12 +252,24 @@ class RayExecutor:
                 if again:
                     queue.insert(0, spec)
                 continue
-            if outcome.status is None:  # held by a process outside this sweep: look again later
-                rep.log(f"{rep.tag(i, spec)} claimed by {_holder(out_dir, spec)}; waiting")
-                time.sleep(_WAIT_POLL_S)
-                queue.append(spec)
+            if outcome.status is None:  # claimed by another process between our look and the task's
+                parked.append(spec)
                 continue
             rep.record(i, spec, outcome, time.perf_counter() - t0 if outcome.ran else None)
+            queue += self._unpark(parked, out_dir, index, rep)
+            parked = []
+
+    @staticmethod
+    def _unpark(parked: list[RunSpec], out_dir: Path, index: dict, rep: Reporter) -> list[RunSpec]:
+        """Record the parked runs their holder finished; return the others, to look at again."""
+        again = []
+        for spec in parked:
+            status, _ = read_status(out_dir / spec.run_id)
+            if status in ("completed", "diverged"):
+                rep.record(index[spec.run_id], spec, Outcome(status))
+            else:
+                again.append(spec)
+        return again
 
     @staticmethod
     def _crashed(spec, out_dir, worker, exc, crashes, options, rep, i) -> bool:
