@@ -221,19 +221,13 @@ def train_in(spec: RunSpec, run_dir: Path, train_fn: Callable) -> str:
     return "failed"
 
 
-def execute(spec: RunSpec, out_dir: Path, train_fn: Callable, options: ExecOptions,
-            claim_runs: bool = True) -> Outcome:
-    """Claim ``spec``'s run, train it unless it finished meanwhile, release the claim.
-
-    ``claim_runs=False`` is for the non-main processes of a multi-process launch, which follow
-    the main one's decision and write nothing themselves.
-    """
+def execute(spec: RunSpec, out_dir: Path, train_fn: Callable, options: ExecOptions) -> Outcome:
+    """Claim ``spec``'s run, train it unless it finished meanwhile or its process died too often
+    (then mark it failed), release the claim. ``Outcome(None)``: another live process holds it."""
     run_dir = Path(out_dir) / spec.run_id
     status, _ = read_status(run_dir)
     if status in FINISHED_STATUSES:
         return Outcome(status)
-    if not claim_runs:
-        return Outcome(train_in_follower(spec, run_dir, train_fn), ran=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     claim = Claim(run_dir / CLAIM_NAME, {"run_id": spec.run_id, "worker": options.worker_id},
                   options.heartbeat_s, options.stale_after_s)

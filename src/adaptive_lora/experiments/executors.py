@@ -164,10 +164,12 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         env = dict(self.runtime_env or {})
-        # Workers must import the same adaptive_lora as the driver (a source checkout on
-        # PYTHONPATH, not some other installed copy).
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        paths = [pkg_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        # Workers must import the same adaptive_lora as the driver: a source checkout goes on their
+        # PYTHONPATH (an installed copy is found by their own interpreter; its site-packages folder
+        # must not shadow theirs).
+        pkg_root = Path(__file__).resolve().parents[2]
+        paths = [str(pkg_root)] if pkg_root.name not in ("site-packages", "dist-packages") else []
+        paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         env_vars = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), **env.get("env_vars", {})}
         kwargs = {"include_dashboard": False, "log_to_driver": True, "runtime_env": {**env, "env_vars": env_vars}}
         ray.init(address=self.address, **kwargs)
