@@ -429,3 +429,31 @@ def test_sigterm_releases_the_claim_and_is_not_a_crash(tmp_path):
     assert proc.wait(timeout=30) == 130
     events = [json.loads(x)["event"] for x in (out / "r-s0" / ATTEMPTS_NAME).read_text().splitlines()]
     assert events == ["start", "interrupted"] and not (out / "r-s0" / CLAIM_NAME).exists()
+
+
+def test_two_cli_workers_share_a_tiny_sweep_and_its_probe(train_env, tmp_path):
+    """Two 'adaptive-lora run --worker' processes on one folder, tiny model: each run executes
+    once, and the probe both data-driven seeds need at the same time is measured once."""
+    from train_fixtures import train_config
+
+    cfg = train_config(train_env, "llama", max_train=16, r_min=1, r_max=8, probe_batches=2,
+                       budget_like="uniform:4")
+    cfg.pop("seed")
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump({"name": "w", "seeds": [0, 1], "defaults": cfg, "report": False, "runs": [
+        {"name": "grad", "strategy": "gradient_sensitivity"}, {"name": "uniform", "strategy": "uniform"}]}))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "adaptive_lora.cli.main", "run", str(path), "--out", str(out), "--worker"]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    runs = ["grad-s0", "grad-s1", "uniform-s0", "uniform-s1"]
+    pids = set()
+    for run in runs:
+        (start,) = _starts(out / run)  # exactly one execution
+        pids.add(start["pid"])
+        assert read_json(out / run / "summary.json")["status"] == "completed"
+    assert len(pids) == 2  # both workers trained
+    probes = [read_json(out / r / "summary.json")["probe"]["cached"] for r in ("grad-s0", "grad-s1")]
+    assert sorted(probes) == [False, True] and len(list((out / "plans").glob("*.json"))) == 1
