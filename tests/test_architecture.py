@@ -18,13 +18,13 @@ ALLOWED = {
     "layout": {"_hub", "errors"},
     "strategies": {"_io", "errors", "overrides", "paper_table", "layout"},
     "adapters": {"errors", "layout", "strategies"},
-    "data": {"_hub", "_io", "errors"},
+    "data": {"_hub", "_io", "errors", "keylock"},
     "evaluation": {"data"},
-    "training": {"_io", "adapters", "data", "envinfo", "errors", "evaluation", "layout", "overrides", "schema",
-                 "strategies"},
-    "experiments": {"_io", "errors", "overrides", "schema", "training"},
+    "training": {"_io", "adapters", "data", "envinfo", "errors", "evaluation", "keylock", "layout", "overrides",
+                 "schema", "strategies"},
+    "experiments": {"_io", "errors", "keylock", "overrides", "schema", "training"},
     "reports": {"_io", "adapters", "errors", "paper_table", "schema"},
-    "cli": {"_io", "adapters", "data", "errors", "experiments", "layout", "overrides", "reports", "schema",
+    "cli": {"_io", "adapters", "data", "errors", "experiments", "keylock", "layout", "overrides", "reports", "schema",
             "strategies", "training", "envinfo"},
 }
 

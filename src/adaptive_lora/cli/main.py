@@ -124,6 +124,27 @@ def _add_run(sub):
                         "without loading weights or training")
     p.add_argument("--add-to-existing", action="store_true",
                    help="add runs of this sweep to a results folder made by a different sweep definition")
+    p.add_argument("--only", default=None, metavar="RUN_ID", help="execute only this run of the sweep")
+    e = p.add_argument_group("where runs execute (README \"Sweeps on many GPUs\")")
+    e.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: one run after another in this process (default); ray: one Ray task per run")
+    e.add_argument("--worker", action="store_true",
+                   help="be one of many processes sharing the results folder: execute the runs nobody has "
+                        "claimed, then exit (no report; start one per GPU with CUDA_VISIBLE_DEVICES)")
+    e.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join ('auto': the one started with 'ray start'); default: a local instance")
+    e.add_argument("--gpus-per-run", type=float, default=None,
+                   help="GPUs of one Ray task, fractions allowed (default: 1 when the cluster has GPUs, else 0)")
+    e.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs of one Ray task (default 1)")
+    e.add_argument("--max-concurrent", type=int, default=None,
+                   help="at most this many runs at once on Ray (default: as many as the resources allow)")
+    e.add_argument("--max-retries", type=int, default=None,
+                   help="executions of a run after one whose process died, before it is marked failed "
+                        "(default: the sweep's max_retries, else 1)")
+    e.add_argument("--heartbeat-s", type=float, default=None,
+                   help="seconds between touches of a run's claim file (default 10)")
+    e.add_argument("--stale-after-s", type=float, default=None,
+                   help="a claim not touched for this long belongs to a dead process and is taken over (default 60)")
     p.set_defaults(func=_run_run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -27,9 +28,9 @@ def validate_run_config(config: dict) -> dict:
     return cfg.to_dict()
 
 
-def train_run(spec, run_dir: Path, base_eval_cache: dict | None = None) -> dict:
-    """Train one run of a sweep into ``run_dir``; ``base_eval_cache`` is the sweep's own dict of
-    step-0 evaluations (see ``training.train``)."""
+def train_run(spec, run_dir: Path, base_eval_cache=None) -> dict:
+    """Train one run of a sweep into ``run_dir``; ``base_eval_cache`` holds the sweep's step-0
+    evaluations (see ``training.train``): a dict, or a ``keylock.FileCache`` shared by processes."""
     from ..training import RunMeta, TrainConfig, train
 
     config = spec.config
@@ -38,7 +39,12 @@ def train_run(spec, run_dir: Path, base_eval_cache: dict | None = None) -> dict:
     cache = config.get("plan_cache") or str(run_dir.parent / "plans")
     cfg = TrainConfig.from_dict({**config, "output_dir": str(run_dir), "plan_cache": cache})
     meta = RunMeta(spec.run_id, spec.group, spec.variant, spec.budget_label)
-    return train(cfg, run_dir, meta, base_eval_cache=base_eval_cache)
+    try:
+        return train(cfg, run_dir, meta, base_eval_cache=base_eval_cache)
+    finally:
+        # A run that failed before storing the step-0 evaluation it claimed frees it for the others.
+        if hasattr(base_eval_cache, "release"):
+            base_eval_cache.release()
 
 
 def plan_sweep(sweep, strict: bool = False, checks=None) -> list[tuple]:
@@ -100,27 +106,128 @@ def sweep_exit(sweep_name: str, statuses: dict, out: Path) -> int:
     return EXIT_DIVERGED if by.get("diverged") else 0
 
 
+def exec_options(args, sweep):
+    """Claim and retry settings: the flags, else the sweep file, else the defaults."""
+    from ..experiments import ExecOptions
+    from ..keylock import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S
+
+    retries = args.max_retries if getattr(args, "max_retries", None) is not None else sweep.max_retries
+    heartbeat = getattr(args, "heartbeat_s", None) or DEFAULT_HEARTBEAT_S
+    stale = getattr(args, "stale_after_s", None) or DEFAULT_STALE_AFTER_S
+    if getattr(args, "heartbeat_s", None) and not getattr(args, "stale_after_s", None):
+        stale = max(stale, 6 * heartbeat)  # keep six missed beats before a takeover
+    return ExecOptions(max_retries=1 if retries is None else retries, heartbeat_s=heartbeat, stale_after_s=stale)
+
+
+def make_executor(args):
+    """The executor the flags ask for; a one-line error for flags that do not fit it."""
+    import os
+
+    from ..experiments import LocalExecutor, MultiProcessExecutor, RayExecutor
+
+    kind = getattr(args, "executor", "local") or "local"
+    ray_flags = [f for f, v in (("--ray-address", getattr(args, "ray_address", None)),
+                                ("--gpus-per-run", getattr(args, "gpus_per_run", None)),
+                                ("--max-concurrent", getattr(args, "max_concurrent", None))) if v is not None]
+    if kind != "ray" and ray_flags:
+        raise UserError(f"{', '.join(ray_flags)} only apply to --executor ray")
+    if getattr(args, "worker", False) and kind == "ray":
+        raise UserError("--worker executes runs in this process: leave out --executor ray (or drop --worker)")
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        if kind == "ray" or getattr(args, "worker", False):
+            raise UserError("under accelerate launch/torchrun use the local executor without --worker")
+        return MultiProcessExecutor(main=int(os.environ.get("RANK", "0") or 0) == 0, broadcast=_broadcast())
+    if kind == "ray":
+        from ..experiments.executors import _ray
+
+        _ray()  # the install hint now, before any work
+        return RayExecutor(address=args.ray_address, gpus_per_run=args.gpus_per_run,
+                           cpus_per_run=args.cpus_per_run, max_concurrent=args.max_concurrent)
+    return LocalExecutor()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (Slurm's preemption and time limit, 'kill') stops a sweep like Ctrl-C: the run in
+    progress releases its claim and is logged as interrupted, so a preempted run resumes later
+    without counting as a crash against max_retries. The previous handler comes back after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _broadcast():
+    """``obj -> obj`` sent from the main process to all (the run decisions of a multi-process run)."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    # As training.session does: without cpu=True, processes on a machine with no GPU would not
+    # form a group. The group joined here is the one train()'s Accelerator then reuses.
+    has_accelerator = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    PartialState(cpu=not has_accelerator)
+
+    def send(obj):
+        box = [obj]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    return send
+
+
 def run_command(args) -> int:
-    from ..experiments import load_sweep, run_sweep
+    from ..experiments import load_sweep
     from ..overrides import parse_overrides
-    from ..reports import write_report
     from .checks import writable_folder
 
     overrides = parse_overrides(args.overrides)
+    executor = make_executor(args)  # flag errors before the sweep's checks load anything
     sweep = load_sweep(args.config, overrides, validate=validate_run_config)
     out = writable_folder(args.out or sweep.out, "results folder")
     if getattr(args, "dry_run", False):
         return dry_run(sweep, out)
+    options = exec_options(args, sweep)
+    with _sigterm_interrupts():
+        return _run_sweep(args, sweep, out, executor, options)
+
+
+def _run_sweep(args, sweep, out: Path, executor, options) -> int:
+    from ..experiments import run_sweep, run_worker
+    from ..keylock import FileCache
+    from ..reports import write_report
+
     plan_sweep(sweep, strict=True)  # every run's inputs, before the first one trains
-    base_evals: dict = {}  # step-0 evaluations shared by the runs of this sweep
-    result = run_sweep(sweep, out, functools.partial(train_run, base_eval_cache=base_evals),
-                       add_to_existing=getattr(args, "add_to_existing", False))
-    if sweep.report:
-        paths = write_report(out)
-        # Echo the first table of results.md: the answer, without opening a file.
-        lines = paths.results_md.read_text(encoding="utf-8").splitlines()
-        start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
-        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-        print("\n".join(lines[start:end]))
-        print(f"report: {paths.results_md}")
+    # Step-0 evaluations shared by the runs of this sweep, in any process: computed once per key.
+    base_evals = FileCache(out / "base_evals", heartbeat_s=options.heartbeat_s, stale_after_s=options.stale_after_s)
+    train_fn = functools.partial(train_run, base_eval_cache=base_evals)
+    common = dict(add_to_existing=getattr(args, "add_to_existing", False), options=options,
+                  only=getattr(args, "only", None))
+    if getattr(args, "worker", False):
+        result = run_worker(sweep, out, train_fn, **common)
+        print(f"worker done; when every worker has finished: adaptive-lora report {out}", file=sys.stderr)
+        return sweep_exit(sweep.name, result.statuses, out)
+    result = run_sweep(sweep, out, train_fn, executor=executor, **common)
+    if sweep.report and getattr(executor, "main", True):
+        _print_report(write_report(out))
     return sweep_exit(sweep.name, result.statuses, out)
+
+
+def _print_report(paths) -> None:
+    # Echo the first table of results.md: the answer, without opening a file.
+    lines = paths.results_md.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    print("\n".join(lines[start:end]))
+    print(f"report: {paths.results_md}")

@@ -1,50 +1,58 @@
-"""Run the specs of a sweep one after another, resumably, under a folder lock.
+"""Run the specs of a sweep into one results folder, resumably, by one or many processes.
 
 Layout of a sweep's results folder::
 
-    <out>/.lock          flock'd while a sweep runs; holds the pid of the holder
+    <out>/.lock          flock'd while a driver ('run' without --worker) runs; holds its pid
     <out>/sweep.json     the sweep as run: name, source YAML, run ids, time
+    <out>/plans/         probe results, one file per input key (computed once, see keylock)
+    <out>/base_evals/    step-0 evaluations, one file per input key (computed once)
     <out>/<run_id>/      one folder per run (see docs/ARCHITECTURE.md)
         spec.json        run_id, config, config_hash (written before training starts)
         summary.json     written once at the end: its presence means the run finished
+        claim.json       while a process trains it; attempts.jsonl: one line per execution
 
 Resume rule: a run whose ``summary.json`` says ``completed`` or ``diverged`` is finished and is
 never touched again (a divergence is a reproducible result, not an accident). Anything else (no
-summary: the process was killed; ``failed``: an exception) is redone from an empty folder,
-because a half-written run cannot be continued faithfully.
+summary: the process was killed; ``failed``: an exception) is executed again from an emptied
+folder that keeps only its ``checkpoints/`` (from which ``train`` resumes) and its claim and
+attempts log (see :mod:`.claims`).
+
+Who may run: one driver per folder (the flock: a second 'run' is refused), and any number of
+``run --worker`` processes, which do not take the flock; every run is claimed by whoever
+executes it, so driver and workers never execute a run twice at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
-import gc
 import json
 import os
-import shutil
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .._io import jsonable, atomic_write_json, atomic_write_text, read_json
+from .._io import atomic_write_json, read_json
 from ..errors import UserError
+from ..keylock import Claim
+from .claims import FINISHED_STATUSES, STATUSES, ExecOptions, plain as _plain, read_status
+from .executors import LocalExecutor, MultiProcessExecutor, Reporter, fmt_time
 from .sweep import RunSpec, Sweep
 
-__all__ = ["SweepResult", "run_sweep", "FINISHED_STATUSES", "sweep_lock"]
+__all__ = ["SweepResult", "run_sweep", "run_worker", "FINISHED_STATUSES", "sweep_lock", "read_status", "run_state"]
 
-# Statuses of a run that is done for good; "failed" is retried on the next invocation.
-FINISHED_STATUSES = ("completed", "diverged")
-_STATUSES = ("completed", "diverged", "failed")
+_STATUSES = STATUSES
 LOCK_NAME = ".lock"
+# sweep.json is rewritten by the driver and by every worker that starts: one at a time.
+_DEFINITION_LOCK = ".sweep.json.lock"
 
 
 @dataclass
 class SweepResult:
-    """What :func:`run_sweep` did: runs trained now, runs skipped as finished, status of each."""
+    """What a sweep did: runs trained now, runs skipped as finished, status of each."""
 
     out_dir: Path
     ran: list[str] = field(default_factory=list)
@@ -115,26 +123,6 @@ class sweep_lock:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _plain(obj: Any) -> Any:
-    """A JSON-safe copy: NaN/Inf as strings (like every result file), other odd values as str()."""
-    return json.loads(json.dumps(jsonable(obj), default=str))
-
-
-def read_status(run_dir: Path) -> tuple[str | None, dict | None]:
-    """``(status, summary)`` of a run folder; ``(None, None)`` when there is no usable summary."""
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return None, None
-    try:
-        summary = read_json(path)
-    except (OSError, ValueError):
-        return None, None  # unreadable: treat like an interrupted run
-    if not isinstance(summary, dict):
-        return None, None
-    status = summary.get("status")
-    return (status if isinstance(status, str) else None), summary
 
 
 def _flatten(d: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -244,113 +232,7 @@ def _merge_definition(sweep: Sweep, out_dir: Path, add_to_existing: bool) -> tup
     return kept + new_runs, earlier
 
 
-def _clear(run_dir: Path) -> None:
-    """Empty ``run_dir`` (an interrupted or failed run starts again from nothing)."""
-    if run_dir.is_symlink() or run_dir.is_file():
-        run_dir.unlink()
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, UserError):
-        return str(exc)  # already one line, written for users
-    msg = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def _failed_summary(spec: RunSpec, error: str, train_time_s: float) -> dict:
-    """The summary of a run whose training function raised (the one schema, status failed)."""
-    from ..schema import RunSummary
-
-    return _plain(RunSummary.failed(error, spec, spec.config, train_time_s=round(train_time_s, 3)).to_dict())
-
-
-def _log(progress: bool, text: str) -> None:
-    if progress:
-        print(text, file=sys.stderr, flush=True)
-
-
-def _fmt_time(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, s = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {s:02d} s"
-    h, m = divmod(minutes, 60)
-    return f"{h} h {m:02d} min"
-
-
-# ----------------------------------------------------------------------------- the sweep
-
-
-def _run_one(spec: RunSpec, run_dir: Path, train_fn: Callable[[dict, Path], dict]) -> str:
-    """Train one run from an empty folder; return its final status. Exceptions become ``failed``."""
-    _clear(run_dir)
-    atomic_write_json(
-        run_dir / "spec.json",
-        {
-            "run_id": spec.run_id,
-            "group": spec.group,
-            "seed": spec.seed,
-            "budget_label": spec.budget_label,
-            "variant": spec.variant,
-            "config": _plain(spec.config),
-            "config_hash": spec.config_hash,
-        },
-    )
-    t0 = time.perf_counter()
-    try:
-        returned = train_fn(spec, run_dir)
-    except Exception as e:  # KeyboardInterrupt/SystemExit stop the sweep: they are not failures
-        # The sweep goes on, so the traceback would scroll away: keep it next to the summary.
-        atomic_write_text(run_dir / "error.log", traceback.format_exc())
-        atomic_write_json(
-            run_dir / "summary.json", _failed_summary(spec, _one_line(e), time.perf_counter() - t0)
-        )
-        return "failed"
-    status, _ = read_status(run_dir)
-    if status is None:
-        # The training function must write summary.json itself. If it only returned one, keep
-        # that (so the run is not redone next time); otherwise record the contract breach.
-        if isinstance(returned, dict) and returned.get("status") in _STATUSES:
-            atomic_write_json(run_dir / "summary.json", _plain(returned))
-            status = returned["status"]
-        else:
-            status = "failed"
-            atomic_write_json(
-                run_dir / "summary.json",
-                _failed_summary(
-                    spec,
-                    "the training function returned without writing summary.json",
-                    time.perf_counter() - t0,
-                ),
-            )
-    return status
-
-
-def run_sweep(
-    sweep: Sweep,
-    out_dir: str | Path,
-    train_fn: Callable[[dict, Path], dict],
-    progress: bool = True,
-    add_to_existing: bool = False,
-) -> SweepResult:
-    """Run every spec of ``sweep`` into ``out_dir``, skipping runs that already finished.
-
-    ``train_fn(spec, run_dir)`` trains one run (``spec.config`` is its training config; the
-    spec's run id, group, variant and budget label are bookkeeping for the summary), writes ``run_dir/summary.json`` atomically
-    and returns the summary. An exception from it marks that run ``failed`` (with the message in
-    its summary and the traceback in ``error.log``) and the sweep moves on; Ctrl-C stops the
-    sweep, and running the same command again resumes it.
-
-    Raises :class:`UserError` when another process holds the folder, when a finished run in
-    the folder was made with a different config (checked for all runs before training any), or
-    when the folder was made by another sweep definition and ``add_to_existing`` is not set.
-    ``sweep.json`` lists the runs of every definition the folder holds and, under
-    ``definitions``, the earlier sweep files.
-    """
+def _results_folder(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out '{out_dir}' is a file; choose a folder")
@@ -358,55 +240,119 @@ def run_sweep(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create results folder '{out_dir}': {e.strerror or e}") from None
+    return out_dir
 
-    result = SweepResult(out_dir=out_dir)
-    total = len(sweep.specs)
-    with sweep_lock(out_dir):
+
+@contextlib.contextmanager
+def _definition_lock(out_dir: Path, options: ExecOptions):
+    """Exclusive (claim-file) lock for reading and rewriting sweep.json; waits for its holder."""
+    lock = Claim(out_dir / _DEFINITION_LOCK, {"what": "sweep.json"}, options.heartbeat_s, options.stale_after_s)
+    while not lock.acquire():
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def prepare_folder(sweep: Sweep, out_dir: Path, add_to_existing: bool, options: ExecOptions) -> None:
+    """Refuse mixed results, then record the sweep's definition in sweep.json."""
+    with _definition_lock(out_dir, options):
         _check_finished_runs(sweep.specs, out_dir)
         runs, earlier = _merge_definition(sweep, out_dir, add_to_existing)
-        atomic_write_json(
-            out_dir / "sweep.json",
-            {
-                "name": sweep.name,
-                "compare_to_paper": sweep.compare_to_paper,
-                "report": sweep.report,
-                "source": _plain(sweep.source),
-                "definitions": _plain(earlier),
-                "runs": runs,
-                "time": _now(),
-            },
-        )
-        sweep_t0 = time.perf_counter()
-        for i, spec in enumerate(sweep.specs, start=1):
-            tag = f"[run {i}/{total}] {spec.run_id}"
-            run_dir = out_dir / spec.run_id
-            status, _ = read_status(run_dir)
-            if status in FINISHED_STATUSES:
-                result.skipped.append(spec.run_id)
-                result.statuses[spec.run_id] = status
-                _log(progress, f"{tag} skipped ({status})")
-                continue
-            # A start line of its own: the trainer prints its own progress while the run goes.
-            _log(progress, f"{tag} ...")
-            t0 = time.perf_counter()
-            try:
-                status = _run_one(spec, run_dir, train_fn)
-            except KeyboardInterrupt:
-                _log(progress, f"{tag} interrupted; run the same command again to resume")
-                raise
-            result.ran.append(spec.run_id)
-            result.statuses[spec.run_id] = status
-            line = f"{tag} {status} ({_fmt_time(time.perf_counter() - t0)})"
-            if status == "failed":
-                s = read_status(run_dir)[1] or {}
-                line += f": {s.get('error')}"
-            _log(progress, line)
-            # Drop the previous run's model and optimiser before building the next one.
-            gc.collect()
-        counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
-        _log(
-            progress,
-            f"sweep '{sweep.name}': {len(result.ran)} ran, {len(result.skipped)} skipped "
-            f"({counts}) in {_fmt_time(time.perf_counter() - sweep_t0)} -> {out_dir}",
-        )
+        atomic_write_json(out_dir / "sweep.json", {
+            "name": sweep.name, "compare_to_paper": sweep.compare_to_paper, "report": sweep.report,
+            "source": _plain(sweep.source), "definitions": _plain(earlier), "runs": runs, "time": _now(),
+        })
+
+
+def select(sweep: Sweep, only: str | None) -> list[RunSpec]:
+    """The specs to execute: all, or the one named by ``--only``."""
+    if only is None:
+        return list(sweep.specs)
+    chosen = [s for s in sweep.specs if s.run_id == only]
+    if not chosen:
+        ids = ", ".join(s.run_id for s in sweep.specs[:5]) + (", ..." if len(sweep.specs) > 5 else "")
+        raise UserError(f"--only {only}: sweep '{sweep.name}' has no run with that id (its runs: {ids})")
+    return chosen
+
+
+def _process_rank() -> tuple[int, int]:
+    """(rank, world size) of this process under ``accelerate launch``/torchrun; (0, 1) alone."""
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def run_sweep(
+    sweep: Sweep,
+    out_dir: str | Path,
+    train_fn: Callable,
+    progress: bool = True,
+    add_to_existing: bool = False,
+    executor=None,
+    options: ExecOptions | None = None,
+    only: str | None = None,
+) -> SweepResult:
+    """Run every spec of ``sweep`` (or only the run ``only``) into ``out_dir``, skipping finished runs.
+
+    ``train_fn(spec, run_dir)`` trains one run (``spec.config`` is its training config; the
+    spec's run id, group, variant and budget label are bookkeeping for the summary), writes
+    ``run_dir/summary.json`` atomically and returns the summary. An exception from it marks that
+    run ``failed`` (message in its summary, traceback in ``error.log``) and the sweep moves on;
+    Ctrl-C stops the sweep, and running the same command again resumes it.
+
+    ``executor`` is where runs execute (default: :class:`LocalExecutor`, in this process, in
+    order; :class:`RayExecutor`: Ray tasks); ``options`` the claim and retry settings.
+
+    Raises :class:`UserError` when another driver holds the folder, when a finished run in the
+    folder was made with a different config (checked for all runs before training any), or when
+    the folder was made by another sweep definition and ``add_to_existing`` is not set.
+    """
+    out_dir = _results_folder(out_dir)
+    options = options or ExecOptions()
+    executor = executor or LocalExecutor()
+    specs = select(sweep, only)
+    rank, world = _process_rank()
+    if world > 1 and not isinstance(executor, MultiProcessExecutor):
+        raise UserError("under accelerate launch/torchrun, 'run' executes each run with all processes together: "
+                        "use the local executor")
+    if world > 1 and rank != 0:
+        # Followers: no lock, no files; the main process decides and writes.
+        result = SweepResult(out_dir=out_dir)
+        executor.run(specs, out_dir, train_fn, options, Reporter(result, len(specs), False))
+        return result
+    with sweep_lock(out_dir):
+        return _execute_all(sweep, specs, out_dir, train_fn, progress, add_to_existing, options, executor)
+
+
+def run_worker(
+    sweep: Sweep,
+    out_dir: str | Path,
+    train_fn: Callable,
+    progress: bool = True,
+    add_to_existing: bool = False,
+    options: ExecOptions | None = None,
+    only: str | None = None,
+) -> SweepResult:
+    """One of many processes sharing ``out_dir``: execute every run that is neither finished nor
+    claimed by a live process, in sweep order, then return (runs held by others are left to them).
+
+    Workers do not take the driver's flock (so they can run beside a driver and each other);
+    claims keep each run to one process at a time. The report is left to ``adaptive-lora report``.
+    """
+    out_dir = _results_folder(out_dir)
+    options = options or ExecOptions()
+    specs = select(sweep, only)
+    return _execute_all(sweep, specs, out_dir, train_fn, progress, add_to_existing, options,
+                        LocalExecutor(wait_for_others=False))
+
+
+def _execute_all(sweep, specs, out_dir, train_fn, progress, add_to_existing, options, executor) -> SweepResult:
+    prepare_folder(sweep, out_dir, add_to_existing, options)
+    result = SweepResult(out_dir=out_dir)
+    rep = Reporter(result, len(specs), progress)
+    t0 = time.perf_counter()
+    executor.run(specs, out_dir, train_fn, options, rep)
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
+    rep.log(f"sweep '{sweep.name}': {len(result.ran)} ran, {len(result.skipped)} skipped "
+            f"({counts}) in {fmt_time(time.perf_counter() - t0)} -> {out_dir}")
     return result

@@ -8,6 +8,7 @@ Schema (unknown keys and wrong types are refused with a :class:`UserError` namin
     report: true             # optional
     reference: uniform       # optional; the run name or strategy paired comparisons use as reference
     delta: 0.01              # optional; the eval-loss difference the "seeds needed" figure targets
+    max_retries: 1           # optional; executions of a run after one whose process died (--max-retries wins)
     seeds: [0, 1, 2]         # optional; default [0]
     defaults: {...}          # training-config fields shared by every run
     budgets:                 # optional; every run is repeated per budget
@@ -43,7 +44,7 @@ __all__ = ["RunSpec", "Sweep", "load_sweep", "config_hash", "safe_run_id"]
 
 _TOP_KEYS = (
     "name", "out", "compare_to_paper", "report", "seeds", "defaults", "budgets", "variants", "runs",
-    "reference", "delta",
+    "reference", "delta", "max_retries",
 )
 _BUDGET_KEYS = ("label", "like", "params")
 # Set by the sweep itself for every run. Letting a run, a variant or the defaults set them too
@@ -124,6 +125,7 @@ class Sweep:
     report: bool
     specs: list[RunSpec]
     source: dict = field(default_factory=dict)
+    max_retries: int | None = None  # None: the executor's default (see experiments.claims)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -326,7 +328,25 @@ def load_sweep(
     data = _read_yaml(path)
     _check_keys(data, _TOP_KEYS, "the sweep file", str(path))
     p = str(path)
+    settings = _settings(data, p)
+    axes = _Axes(
+        defaults=_mapping(data.get("defaults"), "defaults", p, "training-config fields"),
+        seeds=_seeds(data.get("seeds"), p),
+        budgets=_budgets(data.get("budgets"), p),
+        variants=_variants(data.get("variants"), p),
+    )
+    _no_identity_keys(axes.defaults, "'defaults'", p)
+    if "runs" not in data:
+        raise UserError(f"{p}: missing required key 'runs' (a list of runs, each with a 'name')")
+    runs = _runs(data["runs"], p)
+    overrides = _checked_overrides(overrides)
+    specs = [_spec(run_name, run_overrides, budget, variant, seed, axes, overrides, validate, p)
+             for run_name, run_overrides, budget, variant, seed in _product(runs, axes, p)]
+    return Sweep(specs=specs, source=data, **settings)
 
+
+def _settings(data: Mapping, p: str) -> dict:
+    """The sweep-level keys: name, out, compare_to_paper, report, max_retries (checked)."""
     if "name" not in data:
         raise UserError(f"{p}: missing required key 'name' (the sweep's name, e.g. name: default)")
     name = _name(data["name"], "name", p)
@@ -335,18 +355,24 @@ def load_sweep(
         out = f"results/{safe_run_id(name)}"
     elif not isinstance(out, str) or not out.strip():
         raise UserError(f"{p}: 'out' must be a folder path (a string), got {out!r}")
-    compare_to_paper = _bool(data.get("compare_to_paper"), "compare_to_paper", p, False)
-    report = _bool(data.get("report"), "report", p, True)
-    seeds = _seeds(data.get("seeds"), p)
     _comparison_keys(data, p)
-    defaults = _mapping(data.get("defaults"), "defaults", p, "training-config fields")
-    _no_identity_keys(defaults, "'defaults'", p)
-    budgets = _budgets(data.get("budgets"), p)
-    variants = _variants(data.get("variants"), p)
-    if "runs" not in data:
-        raise UserError(f"{p}: missing required key 'runs' (a list of runs, each with a 'name')")
-    runs = _runs(data["runs"], p)
+    retries = data.get("max_retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise UserError(f"{p}: 'max_retries' must be a non-negative integer (e.g. 1), got {retries!r}")
+    return {"name": name, "out": out, "max_retries": retries,
+            "compare_to_paper": _bool(data.get("compare_to_paper"), "compare_to_paper", p, False),
+            "report": _bool(data.get("report"), "report", p, True)}
 
+
+@dataclass
+class _Axes:
+    defaults: dict
+    seeds: list[int]
+    budgets: list[dict]
+    variants: list[tuple[str, dict]]
+
+
+def _checked_overrides(overrides: dict | None) -> dict:
     overrides = dict(overrides or {})
     for key in _IDENTITY_KEYS:
         if key in overrides:
@@ -354,65 +380,55 @@ def load_sweep(
                 f"--set {key} is not allowed: the sweep sets '{key}' for every run"
                 + ("; edit 'seeds' in the sweep file instead" if key == "seed" else "")
             )
+    return overrides
 
-    # None stands for "this axis is absent" and keeps the expansion a single product.
-    budget_axis: list[dict | None] = list(budgets) or [None]
-    variant_axis: list[tuple[str, dict] | None] = list(variants) or [None]
 
-    specs: list[RunSpec] = []
+def _product(runs: list[tuple[str, dict]], axes: _Axes, p: str):
+    """(run name, run overrides, budget, variant, seed) in the order runs x budgets x variants x
+    seeds; None stands for an absent axis. Refuses two runs that map to one folder name."""
     ids: dict[str, str] = {}
     for run_name, run_overrides in runs:
-        for budget in budget_axis:
-            for variant in variant_axis:
-                group = run_name
-                if budget is not None:
-                    group += f"@{budget['budget_label']}"
-                if variant is not None:
-                    group += f"+{variant[0]}"
-                for seed in seeds:
-                    run_id = safe_run_id(f"{group}-s{seed}")
+        for budget in list(axes.budgets) or [None]:
+            for variant in list(axes.variants) or [None]:
+                for seed in axes.seeds:
+                    label = f"{_group(run_name, budget, variant)}-s{seed}"
+                    run_id = safe_run_id(label)
                     if run_id in ids:
-                        raise UserError(
-                            f"{p}: runs '{ids[run_id]}' and '{group}-s{seed}' both map to the "
-                            f"folder name '{run_id}'; rename one of them"
-                        )
-                    ids[run_id] = f"{group}-s{seed}"
-                    config = apply_overrides(defaults, run_overrides)
-                    if budget is not None:
-                        # The label names the budget in reports; only the budget itself trains.
-                        config = apply_overrides(config, {k: v for k, v in budget.items() if k != "budget_label"})
-                    if variant is not None:
-                        config = apply_overrides(config, variant[1])
-                    # The seed is a training input; run id, group and variant are bookkeeping
-                    # that the RunSpec carries beside the config.
-                    config = apply_overrides(config, {"seed": seed})
-                    config = apply_overrides(config, overrides)
-                    if validate is not None:
-                        try:
-                            resolved = validate(config)
-                        except UserError as e:
-                            raise UserError(f"{run_id}: {e} (sweep file '{p}')") from None
-                        if not isinstance(resolved, dict):
-                            raise TypeError(
-                                f"validate must return the resolved config as a dict, "
-                                f"got {type(resolved).__name__}"
-                            )
-                        config = resolved
-                    specs.append(
-                        RunSpec(
-                            run_id=run_id,
-                            group=group,
-                            seed=seed,
-                            budget_label=budget["budget_label"] if budget else None,
-                            variant=variant[0] if variant else None,
-                            config=config,
-                        )
-                    )
-    return Sweep(
-        name=name,
-        out=out,
-        compare_to_paper=compare_to_paper,
-        report=report,
-        specs=specs,
-        source=data,
-    )
+                        raise UserError(f"{p}: runs '{ids[run_id]}' and '{label}' both map to the "
+                                        f"folder name '{run_id}'; rename one of them")
+                    ids[run_id] = label
+                    yield run_name, run_overrides, budget, variant, seed
+
+
+def _group(run_name: str, budget: dict | None, variant: tuple | None) -> str:
+    group = run_name
+    if budget is not None:
+        group += f"@{budget['budget_label']}"
+    if variant is not None:
+        group += f"+{variant[0]}"
+    return group
+
+
+def _spec(run_name, run_overrides, budget, variant, seed, axes: _Axes, overrides, validate, p: str) -> RunSpec:
+    group = _group(run_name, budget, variant)
+    run_id = safe_run_id(f"{group}-s{seed}")
+    config = apply_overrides(axes.defaults, run_overrides)
+    if budget is not None:
+        # The label names the budget in reports; only the budget itself trains.
+        config = apply_overrides(config, {k: v for k, v in budget.items() if k != "budget_label"})
+    if variant is not None:
+        config = apply_overrides(config, variant[1])
+    # The seed is a training input; run id, group and variant are bookkeeping that the RunSpec
+    # carries beside the config.
+    config = apply_overrides(config, {"seed": seed})
+    config = apply_overrides(config, overrides)
+    if validate is not None:
+        try:
+            resolved = validate(config)
+        except UserError as e:
+            raise UserError(f"{run_id}: {e} (sweep file '{p}')") from None
+        if not isinstance(resolved, dict):
+            raise TypeError(f"validate must return the resolved config as a dict, got {type(resolved).__name__}")
+        config = resolved
+    return RunSpec(run_id=run_id, group=group, seed=seed, budget_label=budget["budget_label"] if budget else None,
+                   variant=variant[0] if variant else None, config=config)

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from .. import _io
+from .. import keylock
 from ..errors import UserError
 from ..evaluation import scored_loss_sum
 from ..layout.discover import plain_name
@@ -98,15 +99,21 @@ def _peak_mb(ctx: ProbeContext):
 
 
 def cached(cache_dir, key: str, compute):
-    """Return (result, info) from ``cache_dir/key.json`` or compute and store it."""
-    path = Path(cache_dir) / f"{key}.json" if cache_dir else None
-    if path is not None and path.is_file():
-        saved = _io.read_json(path)
-        return saved["result"], {**saved["info"], "cached": True, "cache_file": path.name}
-    result, info = compute()
-    if path is not None:
-        _io.atomic_write_json(path, {"result": result, "info": info})
-    return result, {**info, "cached": False}
+    """Return (result, info) from ``cache_dir/key.json`` or compute and store it; processes
+    sharing the folder (sweep workers) compute one key once (``keylock.compute_once``)."""
+    if not cache_dir:
+        result, info = compute()
+        return result, {**info, "cached": False}
+    path = Path(cache_dir) / f"{key}.json"
+
+    def fresh():
+        result, info = compute()
+        return {"result": result, "info": info}
+
+    saved, computed = keylock.compute_once(path, fresh)
+    if computed:
+        return saved["result"], {**saved["info"], "cached": False}
+    return saved["result"], {**saved["info"], "cached": True, "cache_file": path.name}
 
 
 # The gradient probes read the data, the targets, probe_batches/probe_batch_size (or batch_size)
