@@ -143,3 +143,24 @@ def test_a_real_run_moves_ranks_logs_them_and_reports_the_final_ones(train_env, 
     assert [sum(col) for col in zip(*grid)][0] == 4 * 7 * 4  # step 0: the plan, rank 4 on 7 modules x 4 layers
     paths = write_report(tmp_path)
     assert any(p.name == "rank_moves.png" for p in paths.figures)
+
+
+def test_moves_spread_and_a_grown_rank_is_not_pruned_at_once():
+    """Two hot modules of the same width and importance, each with one component twice as useful
+    as the other (scores 20 and 10, mean 15). A grown rank is valued at its module's lowest (10),
+    so the module's mean drops to 13.3 and the next move goes to the other module: the four
+    moves alternate, 2 + 2, instead of piling onto the first (capacity 8 would allow it)."""
+    method, model, _ = _method(pe_beta=0.0, pe_moves=4, pe_capacity=4.0)
+    hot = ("model.layers.1.mlp.up_proj", "model.layers.2.mlp.up_proj")
+    for slot in method.mover.slots:
+        with torch.no_grad():
+            slot.a.copy_(torch.where(slot.active[:, None], torch.ones_like(slot.a), torch.zeros_like(slot.a)))
+            slot.b.copy_(torch.where(slot.active[None, :], torch.ones_like(slot.b), torch.zeros_like(slot.b)))
+        f = 10.0 if slot.name in hot else 1.0
+        slot.a.grad, slot.b.grad = torch.full_like(slot.a, f), torch.full_like(slot.b, f)
+        slot.a.grad[0] *= 2
+        slot.b.grad[:, 0] *= 2
+    out = method.after_step(model, 1, None)
+    assert out["moved"] == 4 and [out["ranks"][h] for h in hot] == [4, 4]
+    for slot in method.mover.slots:  # nothing grown this round was pruned to pay for a later move
+        assert all(slot.active[i] for i in (slot.born or {}))

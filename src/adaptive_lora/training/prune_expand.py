@@ -21,8 +21,9 @@ How, and what is ours:
   and grows the most important module below its capacity: the grown component gets a fresh
   random A row (LoRA's own Kaiming-uniform bound 1/sqrt(in), from a generator seeded by the run's
   seed and the step, so no global random number is drawn) and a zero B column, so the model
-  function does not jump. Its importance starts at its module's mean, so it is not pruned before
-  it has learned anything.
+  function does not jump. Its importance starts at its module's lowest (the marginal rank is
+  worth at most the least useful one already there, so the next move may pick another module
+  rather than pile every rank onto one), and it cannot be pruned before one round has passed.
 * The budget is counted as in the plan, r * (in + out). A pruned component frees its module's
   width; the freed parameters are spent on the receiver when they cover its width, and carried
   otherwise, so the active parameters never exceed the planned budget and fall short of it by
@@ -52,6 +53,7 @@ class Slot:
     cap: int
     active: torch.Tensor  # bool (cap,)
     score: torch.Tensor  # float64 (cap,), the smoothed importance of each component
+    born: dict = None  # component -> step it was grown at (protected from pruning for a round)
 
     @property
     def a(self):
@@ -141,7 +143,7 @@ class RankMover:
         moved = 0
         for _ in range(self.moves):
             receiver = self._receiver()
-            if receiver is None or not self._fund(receiver, optimizer):
+            if receiver is None or not self._fund(receiver, step, optimizer):
                 break
             self._grow(receiver, step, optimizer)
             moved += 1
@@ -151,10 +153,10 @@ class RankMover:
         growable = [s for s in self.slots if s.rank < s.cap]
         return max(growable, key=lambda s: s.importance(), default=None)
 
-    def _fund(self, receiver: Slot, optimizer) -> bool:
+    def _fund(self, receiver: Slot, step: int, optimizer) -> bool:
         """Prune the least important components elsewhere until the credit covers ``receiver``."""
         while self.credit < receiver.width:
-            donor = self._donor(exclude=receiver)
+            donor = self._donor(receiver, step)
             if donor is None:
                 return False
             slot, i, score = donor
@@ -166,13 +168,18 @@ class RankMover:
             self.credit += slot.width
         return True
 
-    def _donor(self, exclude: Slot):
+    def _donor(self, exclude: Slot, step: int):
         best = None
         for s in self.slots:
             if s is exclude or s.rank <= self.r_min:
                 continue
-            scores = torch.where(s.active, s.score, torch.full_like(s.score, math.inf))
+            young = [i for i, t in (s.born or {}).items() if step - t < self.schedule.interval]
+            prunable = s.active.clone()
+            prunable[young] = False
+            scores = torch.where(prunable, s.score, torch.full_like(s.score, math.inf))
             i = int(torch.argmin(scores))
+            if math.isinf(float(scores[i])):
+                continue
             if best is None or scores[i] < best[2]:
                 best = (s, i, float(scores[i]))
         return best
@@ -180,7 +187,7 @@ class RankMover:
     @torch.no_grad()
     def _grow(self, slot: Slot, step: int, optimizer) -> None:
         i = int(torch.nonzero(~slot.active)[0])
-        mean = slot.importance()
+        lowest = float(slot.score[slot.active].min()) if slot.rank else 0.0
         digest = hashlib.sha256(f"{self.seed}/{step}/{slot.name}".encode()).digest()
         gen = torch.Generator().manual_seed(int.from_bytes(digest[:7], "little"))
         bound = 1.0 / math.sqrt(slot.a.shape[1])
@@ -188,7 +195,8 @@ class RankMover:
         row = (torch.rand(slot.a.shape[1], generator=gen, dtype=torch.float64) * 2 - 1) * bound
         slot.a[i] = row.to(slot.a.dtype).to(slot.a.device)
         slot.active[i] = True
-        slot.score[i] = mean
+        slot.score[i] = lowest
+        slot.born = {**(slot.born or {}), i: step}
         self.credit -= slot.width
 
 
