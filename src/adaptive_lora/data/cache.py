@@ -3,8 +3,9 @@
 The key hashes everything the tokens depend on, by content rather than by name: the records
 themselves (so the file's content, the format it was read in, skipped records and the split are
 all in it: a changed file or ``data_seed`` is a different key), the tokenizer (its whole
-serialised state, special tokens and chat template, not its path), ``max_length``, ``train_on``
-and :data:`TOKENIZE_VERSION`. Nothing else can change a tokenised example, so a hit is exact.
+serialised state, special tokens and chat template, not its path), ``max_length``, ``train_on``,
+and the tokenisation code itself (:data:`TOKENIZE_VERSION` and the source of the modules that
+tokenise). Nothing else can change a tokenised example, so a hit is exact.
 
 A file is written to a temporary name and renamed into place, so a reader sees a whole file or
 none. Processes that miss at the same time wait on a lock file while the first one tokenises
@@ -13,6 +14,7 @@ none. Processes that miss at the same time wait on a lock file while the first o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,10 +43,24 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def _code_hash() -> str:
+    """The source of the modules that turn records into tokens: a change to the rule, even one that
+    forgot to bump :data:`TOKENIZE_VERSION`, never serves examples the new code would not make."""
+    folder = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("tokenize.py", "chat.py", "template.py"):
+        try:
+            h.update((folder / name).read_bytes())
+        except OSError:  # an install without source files (zipped): the version number alone
+            h.update(name.encode())
+    return h.hexdigest()
+
+
 def data_key(records: list[dict], tokenizer_hash: str, max_length: int, train_on: str) -> str:
     """``tokens-<hash>`` of the records and every setting that changes their tokens."""
-    h = hashlib.sha256(json.dumps({"version": TOKENIZE_VERSION, "tokenizer": tokenizer_hash, "max_length": max_length,
-                                   "train_on": train_on}, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"version": TOKENIZE_VERSION, "code": _code_hash(), "tokenizer": tokenizer_hash,
+                                   "max_length": max_length, "train_on": train_on}, sort_keys=True).encode())
     for record in records:
         h.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
         h.update(b"\n")
