@@ -305,3 +305,29 @@ def test_cache_key_changes_with_every_input(tmp_path):
     assert data_key([dict(REC)], fp, 64, "response") == base
     other = dict(REC, output="x")
     assert data_key([REC, other], fp, 64, "response") != data_key([other, REC], fp, 64, "response")  # the split order
+
+
+def test_processes_missing_together_tokenise_once(tmp_path):
+    """Ranks of one run start together: the first tokenises under the lock, the others read its file.
+    (flock locks belong to an open file, so two threads opening it stand in for two processes.)"""
+    import threading
+    import time
+
+    tok, _ = prefix_space_tokenizer()
+    key = data_key([REC], tokenizer_fingerprint(tok), 4096, "response")
+    calls, results = [], []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        return tokenize_records([REC], tok, 4096)
+
+    threads = [threading.Thread(target=lambda: results.append(cached_tokenize(tmp_path, key, compute)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(hit for _, hit in results) == [False, True]
+    assert results[0][0].examples == results[1][0].examples
