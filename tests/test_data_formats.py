@@ -166,6 +166,7 @@ def test_sharegpt_reads_as_messages(tmp_path, chat_tok):
                                                    "'completion'): give Alpaca records {instruction, input, output}"),
     ([{"messages": [{"role": "user", "content": "hi"}]}], "auto", "no non-blank assistant turn"),
     ([{"messages": [{"role": "bot", "content": "hi"}]}], "auto", "messages[0].role must be one of system, user"),
+    ([{"messages": CHAT[2:]}], "messages", "record 0: the conversation opens with an assistant turn: start it with"),
     ([REC], "messages", "field 'messages' must be a non-empty list"),
     ([{"messages": CHAT}], "alpaca", "field 'instruction' is missing"),
     ([REC], "chat", "data_format must be one of auto, alpaca, messages, sharegpt"),
@@ -182,6 +183,9 @@ def test_chat_needs_a_prefix_stable_template():
     tok = byte_tokenizer()
     with pytest.raises(UserError, match="has no chat template"):
         tokenize_example({"messages": CHAT}, tok, 4096)
+    tok.chat_template = CHAT_TEMPLATE
+    with pytest.raises(UserError, match="opens with an assistant turn"):  # nothing renders before it
+        tokenize_example({"messages": CHAT[2:]}, tok, 4096)
     # Marks the last message: turn 2 renders differently once turns 3 and 4 follow.
     tok.chat_template = "{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m['content'] }}\n{% endfor %}"
     with pytest.raises(UserError, match="not render conversations prefix-stably"):

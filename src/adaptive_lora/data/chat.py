@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from ..errors import UserError
 
+FIRST_TURN = "the conversation opens with an assistant turn: start it with a system or user turn"
+
 
 def chat_template_of(tokenizer) -> str:
     """The tokenizer's chat template, or a one-line error saying what to use instead."""
@@ -46,7 +48,9 @@ def render_chat(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, i
     for k, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:k], generation_prompt=True) if k else ""
+        if k == 0:  # nothing renders before it (transformers refuses an empty conversation)
+            raise UserError(FIRST_TURN)
+        before = _render(tokenizer, messages[:k], generation_prompt=True)
         after = _render(tokenizer, messages[: k + 1])
         if not (after.startswith(before) and full.startswith(after)):
             raise UserError(f"the model's chat template does not render conversations prefix-stably (assistant turn "

@@ -15,6 +15,7 @@ format are bad records, reported (or skipped) like any other.
 from __future__ import annotations
 
 from ..errors import UserError
+from .chat import FIRST_TURN
 
 FORMATS = ("auto", "alpaca", "messages", "sharegpt")
 FIELDS = ("instruction", "input", "output")
@@ -64,6 +65,8 @@ def normalise(item, fmt: str) -> tuple[dict | None, str | None]:
         if not isinstance(turn.get(text_key), str):
             return None, f"{key}[{i}].{text_key} must be a string, got {json_type(turn.get(text_key))}"
         messages.append({"role": roles[turn[role_key]], "content": turn[text_key]})
+    if messages[0]["role"] == "assistant":
+        return None, FIRST_TURN  # the template has nothing to render before it (see chat.py)
     if not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
         return None, f"'{key}' has no non-blank assistant turn: nothing to train on"
     return {"messages": messages}, None
