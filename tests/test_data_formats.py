@@ -219,7 +219,7 @@ def _chat_file(path: Path, n: int) -> Path:
     return path
 
 
-def test_chat_training_end_to_end_and_report_counts(tmp_path, chat_model):
+def test_chat_training_end_to_end_and_report_counts(tmp_path, chat_model, capsys):
     """A chat JSONL trains through the CLI with the model's template; with max_train left at its
     default every record after the eval split trains, and the summary and the report say so."""
     from adaptive_lora.cli.main import main as cli_main
@@ -229,10 +229,11 @@ def test_chat_training_end_to_end_and_report_counts(tmp_path, chat_model):
     sets = [f"model={chat_model}", f"data={data}", "eval_size=6", "max_length=128", "batch_size=4", "grad_accum=1",
             "epochs=1", "r=2", "progress=false", "precision=fp32", "lora_dropout=0.0", "forgetting=false",
             "generate_samples=1", "max_new_tokens=4", f"data_cache={tmp_path / 'cache'}"]
-    runs = {"all": [], "capped": ["max_train=10"]}
-    for name, extra in runs.items():
+    runs = {"all": ([], "24 of 24"), "capped": (["max_train=10"], "10 of 24")}
+    for name, (extra, said) in runs.items():
         args = [x for s in sets + extra for x in ("--set", s)]
         assert cli_main(["train", "--out", str(tmp_path / "results" / name), *args]) == 0
+        assert f"{said} training records (6 held out)" in capsys.readouterr().out
     d = json.loads((tmp_path / "results" / "all" / "summary.json").read_text())["data"]
     assert (d["format"], d["n_records"], d["train_available"], d["train_records"], d["eval_records"]) == (
         "messages", 30, 24, 24, 6)
