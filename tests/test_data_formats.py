@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adaptive_lora.data import IGNORE_INDEX, format_prompt, load_records, render_chat, tokenize_example, \
     tokenize_records
@@ -95,6 +97,40 @@ def test_reply_boundary_is_exact(case, merges, use_regex, scored, last_prompt, v
     assert ids[-n_reply - 1] == vocab[last_prompt]
     # The whole example is the text as the model reads it at inference, plus EOS.
     assert ids[:-1] == tok(format_prompt(REC) + REC["output"])["input_ids"]
+
+
+_MERGING = None
+
+
+def _merging_tokenizer():
+    """Merges across every likely boundary: newline + letter, letter + letter, space + letter."""
+    global _MERGING
+    if _MERGING is None:
+        merges = (("Ċ", "h"), ("h", "i"), ("Ġ", "h"), ("Ċh", "i"), (":", "Ċ"), ("i", "Ġ"))
+        _MERGING = prefix_space_tokenizer(merges, use_regex=False)[0]
+    return _MERGING
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instruction=st.text(alphabet="hi :\n", min_size=1, max_size=12).filter(str.strip),
+       output=st.text(alphabet="hi :\n", max_size=12))
+def test_scored_tokens_are_exactly_those_holding_reply_characters(instruction, output):
+    """Whatever merges happen at the boundary: every masked token lies wholly in the prompt, and
+    the first scored token holds a reply character (so every reply character is scored)."""
+    tok = _merging_tokenizer()
+    record = {"instruction": instruction, "input": "", "output": output}
+    ex = tokenize_example(record, tok, max_length=4096)
+    ids, labels = ex["input_ids"], ex["labels"]
+    b = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert all(label != IGNORE_INDEX for label in labels[b:])
+    prompt = " " + format_prompt(record)  # the tokenizer's prefix space comes first
+    masked = tok.decode(ids[1:b])  # without BOS
+    assert prompt.startswith(masked)
+    if output:
+        assert len(tok.decode(ids[1 : b + 1])) > len(prompt)  # the first scored token reaches into the reply
+        assert tok.decode(ids[1:-1]) == prompt + output
+    else:
+        assert b == len(ids) - 1  # EOS alone
 
 
 def test_separate_tokenisation_would_add_a_stray_space():
