@@ -372,3 +372,25 @@ def test_processes_missing_together_tokenise_once(tmp_path):
     assert len(calls) == 1
     assert sorted(hit for _, hit in results) == [False, True]
     assert results[0][0].examples == results[1][0].examples
+
+
+def test_main_job_tokens_unchanged_on_smollm2():
+    """The embedded data on the default model: tokenising prompt and reply together gives the
+    same ids and labels as the old separate tokenisation for every record, so the main job's
+    results do not move (SmolLM2's byte-level BPE adds no prefix space and the prompt ends in a
+    newline, which its pre-tokenizer never merges with the reply)."""
+    from adaptive_lora.layout.resolve import smollm2_cache_dir
+
+    if not (smollm2_cache_dir() / "tokenizer.json").is_file():
+        pytest.skip("SmolLM2 is not converted in the cache on this machine")
+    from adaptive_lora.layout import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    records = load_records("default").records
+    new = tokenize_records(records, tok, 256).examples
+    for record, ex in zip(records, new):
+        prompt = tok(format_prompt(record))["input_ids"]
+        ids = (prompt + tok(record["output"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id])[:256]
+        labels = ([IGNORE_INDEX] * len(prompt) + ids[len(prompt):])[:256]
+        assert (ex["input_ids"], ex["labels"]) == (ids, labels)
+    assert len(new) == len(records) == 382
