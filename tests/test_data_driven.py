@@ -142,6 +142,7 @@ def test_data_driven_run_end_to_end(tmp_path, strategy):
 # key at a time and check whether the key of each cache changes.
 ALTERNATIVE = {
     "model": "other-model", "data": "other.json", "eval_size": 7, "max_train": 9, "max_eval": 3, "data_seed": 5,
+    "data_format": "messages", "data_cache": False,
     "max_length": 64, "train_on": "all", "skip_bad_records": True, "dtype": "bf16", "attn_implementation": "eager",
     "device_map": "cpu", "low_cpu_mem_usage": False, "trust_remote_code": True, "revision": "v1.0",
     "gradient_checkpointing": True,

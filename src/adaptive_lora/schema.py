@@ -19,7 +19,8 @@ STATUSES = ("completed", "diverged", "failed")
 # The definitions every summary and every report carries. README "Metric definitions" says the same.
 METRIC_DEFINITIONS = {
     "token": "a non-padding token position of a tokenised example (prompt and response)",
-    "scored_token": "a token whose label is not -100 (default: response tokens only; prompt tokens are masked)",
+    "scored_token": "a token whose label is not -100 (default: the reply only, an Alpaca output with its EOS or a "
+                    "chat record's assistant turns; prompt tokens are masked)",
     "eval_loss": "token-weighted mean cross-entropy over all scored tokens of the held-out split "
                  "(sum of per-token losses / number of scored tokens; not a mean of per-batch means)",
     "perplexity": "exp(eval_loss)",

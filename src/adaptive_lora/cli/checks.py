@@ -80,13 +80,14 @@ class RunChecks:
     def _data(self, c) -> None:
         from ..data.records import offline_requested, hub_available, looks_like_path, load_records, split_records
 
-        key = (c.data, c.skip_bad_records)
+        key = (c.data, c.skip_bad_records, c.data_format)
         if key not in self._records:
             hub = c.data != "default" and not looks_like_path(c.data)
             if hub and not self.strict and (offline_requested() or not hub_available()):
                 self._records[key] = self._note(f"data '{c.data}' is on the hub, which is unreachable: not checked")
             else:
-                self._records[key] = load_records(c.data, skip_bad=c.skip_bad_records).records
+                self._records[key] = load_records(c.data, skip_bad=c.skip_bad_records,
+                                                  data_format=c.data_format).records
         records = self._records[key]
         if isinstance(records, list):
             split_records(records, seed=c.data_seed, eval_size=c.eval_size, max_train=c.max_train, max_eval=c.max_eval)

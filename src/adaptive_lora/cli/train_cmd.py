@@ -78,7 +78,9 @@ def train_command(args) -> int:
                   f"{summary['diverged_module']}); logs kept in {out}", file=sys.stderr)
         return EXIT_DIVERGED
     if not quiet:
+        d = summary.get("data") or {}
         print(f"completed: eval loss {summary['eval_loss']:.4f} (base {summary['base_eval_loss']:.4f}), perplexity "
               f"{summary['perplexity']:.2f}, {summary['trainable_params']:,} trainable parameters, "
-              f"{summary['tokens_per_s']:.1f} tokens/s; results in {out}")
+              f"{summary['tokens_per_s']:.1f} tokens/s, {d.get('train_records')} of {d.get('train_available')} "
+              f"training records ({d.get('eval_records')} held out); results in {out}")
     return 0

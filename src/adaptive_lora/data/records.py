@@ -1,7 +1,8 @@
-"""Alpaca-format records: load them from the embedded set, a local file or the hub, and split them.
+"""Records: load them from the embedded set, a local file or the hub, and split them.
 
-A record is a dict with three string fields, ``instruction``, ``input`` (may be empty) and
-``output``; this is the format of Stanford Alpaca and of most instruction sets derived from it.
+A record is an Alpaca record (three string fields, ``instruction``, ``input`` (may be empty) and
+``output``: the format of Stanford Alpaca and of most instruction sets derived from it) or a chat
+record (``messages``, also read from ShareGPT ``conversations``); see :mod:`.formats`.
 
 ``source`` may be:
 
@@ -28,34 +29,38 @@ from pathlib import Path
 
 from .._hub import env_offline, hub_reachable
 from ..errors import UserError
+from .formats import ACCEPTED, FIELDS, FORMATS, detect_format, json_type as _json_type, normalise
 
 DEFAULT_SOURCE = "default"
-FIELDS = ("instruction", "input", "output")
-REQUIRED_TEXT = ("instruction", "output")  # "input" may be empty; an empty instruction or answer teaches nothing
 
 # The one place users are told what they can use instead of the hub.
 _OFFLINE_HINT = (
-    "use `data: default` for the embedded data set, or a local Alpaca-format JSON/JSONL path"
+    "use `data: default` for the embedded data set, or a local JSON/JSONL path"
 )
 _SKIP_HINT = "(set skip_bad_records: true to skip such records)"
 
 
 @dataclass(frozen=True)
 class LoadedRecords:
-    """The valid records of a source, how many bad ones were skipped, and the source as given."""
+    """The valid records of a source, how many bad ones were skipped, the source as given, and
+    the format its records were read in (``alpaca``, ``messages`` or ``sharegpt``)."""
 
     records: list[dict]
     n_skipped: int
     source: str
+    format: str = "alpaca"
 
 
-def load_records(source: str, *, skip_bad: bool = False) -> LoadedRecords:
-    """Load and validate Alpaca-format records from ``source`` (see the module docstring).
+def load_records(source: str, *, skip_bad: bool = False, data_format: str = "auto") -> LoadedRecords:
+    """Load and validate records from ``source`` (see the module docstring).
 
-    Each returned record holds exactly ``instruction``, ``input`` and ``output`` (extra keys are
-    dropped). With ``skip_bad=True`` records that are not objects or lack a string field are
+    An Alpaca record holds exactly ``instruction``, ``input`` and ``output``, a chat record exactly
+    ``messages`` (extra keys are dropped). ``data_format`` is one of :data:`FORMATS`; ``auto``
+    decides from the first object. With ``skip_bad=True`` records that do not fit the format are
     dropped and counted in ``n_skipped``; otherwise the first one raises a :class:`UserError`.
     """
+    if data_format not in FORMATS:
+        raise UserError(f"data_format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     source = str(source).strip()
     if not source:
         raise UserError("data source is empty: use `data: default`, a JSON/JSONL path or a hub id")
@@ -66,23 +71,21 @@ def load_records(source: str, *, skip_bad: bool = False) -> LoadedRecords:
     else:
         raw, name = _load_hub(source), source
 
+    fmt = detect_format((item for _, item, _ in raw), name) if data_format == "auto" else data_format
     records: list[dict] = []
     n_skipped = 0
     for index, item, where in raw:
-        problem = _record_problem(item)
+        record, problem = normalise(item, fmt)
         if problem is None:
-            records.append({field: item[field] for field in FIELDS})
+            records.append(record)
         elif skip_bad:
             n_skipped += 1
         else:
             raise UserError(f"{name} record {index}{where}: {problem} {_SKIP_HINT}")
     if not records:
         detail = f" ({n_skipped} bad records skipped)" if n_skipped else ""
-        raise UserError(
-            f"{name} holds no usable records{detail}: give at least one record with "
-            f"string fields 'instruction', 'input' and 'output'"
-        )
-    return LoadedRecords(records=records, n_skipped=n_skipped, source=name)
+        raise UserError(f"{name} holds no usable records{detail} (format {fmt}): give at least one of {ACCEPTED}")
+    return LoadedRecords(records=records, n_skipped=n_skipped, source=name, format=fmt)
 
 
 def looks_like_path(source: str) -> bool:
@@ -92,38 +95,6 @@ def looks_like_path(source: str) -> bool:
     if source.lower().endswith((".json", ".jsonl")):
         return True
     return source.startswith((".", "/", "~"))
-
-
-def _record_problem(item) -> str | None:
-    """Why ``item`` is not a valid record, or None when it is."""
-    if not isinstance(item, dict):
-        return f"expected an object with fields {', '.join(map(repr, FIELDS))}, got {_json_type(item)}"
-    for field in FIELDS:
-        if field not in item:
-            return f"field '{field}' is missing"
-        if not isinstance(item[field], str):
-            return f"field '{field}' must be a string, got {_json_type(item[field])}"
-    for field in REQUIRED_TEXT:
-        if not item[field].strip():
-            return f"field '{field}' is empty: every record needs a non-blank '{field}'"
-    return None
-
-
-def _json_type(value) -> str:
-    """The JSON name of a Python value's type, as users see it in their file."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,11 +222,12 @@ def _load_hub(dataset_id: str) -> list[tuple[int, object, str]]:
             f"could not load data '{dataset_id}' from the Hugging Face Hub ({first_line}): {_OFFLINE_HINT}"
         ) from exc
 
-    missing = [f for f in FIELDS if f not in (ds.column_names or [])]
-    if missing:
+    columns = ds.column_names or []
+    missing = [f for f in FIELDS if f not in columns]
+    if missing and "messages" not in columns and "conversations" not in columns:
         raise UserError(
             f"data '{dataset_id}' has no column(s) {', '.join(map(repr, missing))} (it has "
-            f"{', '.join(map(repr, ds.column_names))}): use an Alpaca-format data set"
+            f"{', '.join(map(repr, columns))}): use a data set of {ACCEPTED}"
         )
     return [(i, item, "") for i, item in enumerate(ds.to_list())]
 
@@ -281,6 +253,24 @@ def split_records(
     uses. The shuffle uses its own ``random.Random(seed)``: global RNG state does not matter.
     """
     n = len(records)
+    n_eval = eval_count(n, eval_size)
+    for name, value in (("max_train", max_train), ("max_eval", max_eval)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{name} must be a positive integer or null, got {value!r}")
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    eval_records = [records[i] for i in order[:n_eval]]
+    train_records = [records[i] for i in order[n_eval:]]
+    if max_train is not None:
+        train_records = train_records[:max_train]
+    if max_eval is not None:
+        eval_records = eval_records[:max_eval]
+    return train_records, eval_records
+
+
+def eval_count(n: int, eval_size: int | float) -> int:
+    """Records held out of ``n`` for ``eval_size`` (a count, or a fraction rounded); the rest train."""
     if isinstance(eval_size, bool) or not isinstance(eval_size, (int, float)):
         raise UserError(f"eval_size must be a count or a fraction in (0, 1), got {eval_size!r}")
     if isinstance(eval_size, float):
@@ -295,16 +285,4 @@ def split_records(
         )
     if n_eval < 1:
         raise UserError(f"eval_size {eval_size} gives an empty eval split for {n} records: raise eval_size")
-    for name, value in (("max_train", max_train), ("max_eval", max_eval)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UserError(f"{name} must be a positive integer or null, got {value!r}")
-
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    eval_records = [records[i] for i in order[:n_eval]]
-    train_records = [records[i] for i in order[n_eval:]]
-    if max_train is not None:
-        train_records = train_records[:max_train]
-    if max_eval is not None:
-        eval_records = eval_records[:max_eval]
-    return train_records, eval_records
+    return n_eval

@@ -1,21 +1,30 @@
 """Records to token ids and labels.
 
-An example is ``{"input_ids": [...], "labels": [...]}`` of equal length: the prompt tokens
-(with whatever BOS the model's tokenizer adds), then the response tokens and one EOS, which
-teaches the model to stop. Labels hold the token id where the position is *scored* and -100 where
-it is not (the value ``torch.nn.CrossEntropyLoss`` and transformers ignore):
+An example is ``{"input_ids": [...], "labels": [...]}`` of equal length. Labels hold the token id
+where the position is *scored* and -100 where it is not (the value ``torch.nn.CrossEntropyLoss``
+and transformers ignore):
 
-- ``train_on="response"`` (default): prompt positions are -100, so the loss, eval loss and
-  perplexity measure the response only (see docs/ARCHITECTURE.md, metric definitions);
+- ``train_on="response"`` (default): only the reply is scored. For an Alpaca record that is the
+  ``output`` and one EOS appended after it (which teaches the model to stop); for a chat record,
+  each assistant turn with the template's end-of-turn marker (:mod:`.chat`). The prompt (template,
+  instruction, input; system and user turns; the assistant header) is -100, so the loss, eval
+  loss and perplexity measure the reply only (see docs/ARCHITECTURE.md, metric definitions);
 - ``train_on="all"``: every position is scored except the first one.
 
 The first position is never scored in either mode: a causal LM predicts token t from tokens < t,
 so nothing predicts token 0 (transformers drops ``labels[0]`` when it shifts). Masking it here
 makes "labels != -100" count exactly the tokens that enter the loss.
 
-The prompt and the response are tokenised separately and concatenated, rather than tokenising
-``prompt + output`` in one go, so the boundary between masked and scored tokens is exact even
-where a tokenizer would merge characters across it.
+**One tokenisation, an exact boundary.** The prompt and the reply are tokenised together, as one
+string, exactly as the model reads them at inference time; the boundary is then found from the
+character offsets of the tokens. Tokenising them apart would give the reply its own start-of-text
+treatment: a tokenizer that adds a prefix space (SentencePiece's ``▁``, byte-level BPE with
+``add_prefix_space``) puts a space before the reply that the text does not have, a stray token the
+model is trained to produce and never sees at inference. The rule: **a token is scored when it
+holds at least one character of the reply**. A token that straddles the boundary (a merge of the
+prompt's last characters with the reply's first) is scored, so no reply character is left out of
+the loss. Tokenizers without offsets (slow, Python ones) give the same boundary by comparing the
+tokens of the text before the boundary with those of the whole text.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .chat import render_chat
+from .formats import is_chat
 from .template import format_prompt
 
 IGNORE_INDEX = -100
 TRAIN_ON = ("response", "all")
+# Bump when the rule that turns records into ids and labels changes: part of the data cache key.
+TOKENIZE_VERSION = 2  # 2: prompt and reply tokenised together, boundary from offsets; chat records
 _CHUNK = 1024  # records per batched tokenizer call: fast tokenizers are much quicker in batches
 
 
@@ -59,29 +72,103 @@ def _check_args(tokenizer, max_length: int, train_on: str) -> int:
     return eos
 
 
-def _assemble(prompt_ids: list[int], response_ids: list[int], max_length: int, train_on: str):
-    """Concatenate, truncate from the right and label; return (example or None, truncated)."""
-    input_ids = list(prompt_ids) + list(response_ids)
-    if train_on == "response":
-        labels = [IGNORE_INDEX] * len(prompt_ids) + list(response_ids)
-    else:
-        labels = list(input_ids)
+# ----------------------------------------------------------------------------- boundaries
+
+
+def first_token_after(offsets: list[tuple[int, int]], char: int) -> int:
+    """Index of the first token holding a character at or after ``char`` (its end lies past it).
+
+    Special tokens a tokenizer adds (BOS) have the empty span (0, 0) and never qualify."""
+    return next((i for i, (_, end) in enumerate(offsets) if end > char), len(offsets))
+
+
+def _encode(tokenizer, texts: list[str], special: bool, cuts: list[list[int]]) -> list[tuple[list[int], list[int]]]:
+    """``(ids, [first_token_after(c) for c in cuts[i]])`` for each text, in one batched call when
+    the tokenizer gives offsets."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(texts, add_special_tokens=special, return_offsets_mapping=True)
+        return [(list(ids), [first_token_after(offs, c) for c in cs])
+                for ids, offs, cs in zip(enc["input_ids"], enc["offset_mapping"], cuts)]
+    out = []
+    for text, cs in zip(texts, cuts):
+        ids = tokenizer(text, add_special_tokens=special)["input_ids"]
+        out.append((list(ids), [_common_prefix(tokenizer(text[:c], add_special_tokens=special)["input_ids"], ids)
+                                for c in cs]))
+    return out
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading ids ``a`` and ``b`` share: where the tokens of a text prefix stop matching
+    the whole text's, the first token that holds a character past the prefix begins."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- records -> scored masks
+
+
+def _alpaca_chunk(records: list[dict], tokenizer, eos: int) -> list[tuple[list[int], list[bool]]]:
+    """Prompt + output as one string (with the tokenizer's BOS), then EOS; the output scored."""
+    prompts = [format_prompt(r) for r in records]
+    texts = [p + r["output"] for p, r in zip(prompts, records)]
+    out = []
+    for ids, (start,) in _encode(tokenizer, texts, True, [[len(p)] for p in prompts]):
+        out.append((ids + [eos], [False] * start + [True] * (len(ids) - start) + [True]))
+    return out
+
+
+def _chat_chunk(records: list[dict], tokenizer) -> list[tuple[list[int], list[bool]]]:
+    """The rendered conversation (the template writes any BOS itself); assistant turns scored."""
+    rendered = [render_chat(tokenizer, r["messages"]) for r in records]
+    # Token span of a turn [s, e): from the first token holding character s to the one holding e - 1.
+    cuts = [[c for s, e in spans if e > s for c in (s, e - 1)] for _, spans in rendered]
+    out = []
+    for ids, bounds in _encode(tokenizer, [text for text, _ in rendered], False, cuts):
+        scored = [False] * len(ids)
+        for first, last in zip(bounds[::2], bounds[1::2]):
+            for i in range(first, min(last + 1, len(ids))):
+                scored[i] = True
+        out.append((ids, scored))
+    return out
+
+
+def _scored_pairs(records: list[dict], tokenizer, eos: int) -> list[tuple[list[int], list[bool]]]:
+    """(ids, scored mask) per record; batched when the records are of one kind (as a file's are)."""
+    kinds = {is_chat(r) for r in records}
+    if len(kinds) > 1:
+        return [_scored_pairs([r], tokenizer, eos)[0] for r in records]
+    return _chat_chunk(records, tokenizer) if kinds == {True} else _alpaca_chunk(records, tokenizer, eos)
+
+
+def _assemble(ids: list[int], scored: list[bool], max_length: int, train_on: str):
+    """Label, truncate from the right; return (example or None, truncated)."""
+    labels = list(ids) if train_on == "all" else [t if s else IGNORE_INDEX for t, s in zip(ids, scored)]
     if labels:
         labels[0] = IGNORE_INDEX  # nothing predicts the first token (see module docstring)
-    truncated = len(input_ids) > max_length
-    input_ids, labels = input_ids[:max_length], labels[:max_length]
+    truncated = len(ids) > max_length
+    input_ids, labels = list(ids[:max_length]), labels[:max_length]
     if all(label == IGNORE_INDEX for label in labels):
         return None, truncated
     return {"input_ids": input_ids, "labels": labels}, truncated
 
 
+def _tokenize(records: list[dict], tokenizer, max_length: int, train_on: str):
+    """``[(example or None, truncated)]`` for ``records``, in batches of one kind of record."""
+    eos = _check_args(tokenizer, max_length, train_on)
+    results = []
+    for start in range(0, len(records), _CHUNK):
+        pairs = _scored_pairs(records[start : start + _CHUNK], tokenizer, eos)
+        results.extend(_assemble(ids, scored, max_length, train_on) for ids, scored in pairs)
+    return results
+
+
 def tokenize_example(record: dict, tokenizer, max_length: int, train_on: str = "response") -> dict | None:
     """Tokenise one record; None when no scored token survives truncation to ``max_length``."""
-    eos = _check_args(tokenizer, max_length, train_on)
-    prompt_ids = tokenizer(format_prompt(record), add_special_tokens=True)["input_ids"]
-    response_ids = tokenizer(record["output"], add_special_tokens=False)["input_ids"] + [eos]
-    example, _ = _assemble(prompt_ids, response_ids, max_length, train_on)
-    return example
+    return _tokenize([record], tokenizer, max_length, train_on)[0][0]
 
 
 def tokenize_records(records: list[dict], tokenizer, max_length: int, train_on: str = "response") -> TokenizedSet:
@@ -90,26 +177,15 @@ def tokenize_records(records: list[dict], tokenizer, max_length: int, train_on: 
     Raises a :class:`UserError` when records were given but every one of them was dropped:
     training on nothing is never what the user meant.
     """
-    eos = _check_args(tokenizer, max_length, train_on)
-    examples: list[dict] = []
-    n_dropped = n_truncated = 0
-    for start in range(0, len(records), _CHUNK):
-        chunk = records[start : start + _CHUNK]
-        prompts = tokenizer([format_prompt(r) for r in chunk], add_special_tokens=True)["input_ids"]
-        responses = tokenizer([r["output"] for r in chunk], add_special_tokens=False)["input_ids"]
-        for prompt_ids, response_ids in zip(prompts, responses):
-            example, truncated = _assemble(prompt_ids, list(response_ids) + [eos], max_length, train_on)
-            if example is None:
-                n_dropped += 1
-                continue
-            examples.append(example)
-            n_truncated += truncated
+    results = _tokenize(records, tokenizer, max_length, train_on)
+    examples = [ex for ex, _ in results if ex is not None]
+    n_truncated = sum(truncated for ex, truncated in results if ex is not None)
     if records and not examples:
         raise UserError(
             f"all {len(records)} examples were dropped: their prompts alone fill "
             f"max_length={max_length} tokens; raise max_length"
         )
-    return TokenizedSet(examples=examples, n_dropped=n_dropped, n_truncated=n_truncated)
+    return TokenizedSet(examples=examples, n_dropped=len(results) - len(examples), n_truncated=n_truncated)
 
 
 def count_tokens(examples: list[dict]) -> tuple[int, int]:

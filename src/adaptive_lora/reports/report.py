@@ -61,7 +61,27 @@ def render_overview(runs: Sequence[RunResult], rows: Sequence[Row], source: str)
     if base:
         shown = f"{base[0]:.3f}" if len(base) == 1 else f"{base[0]:.3f} to {base[-1]:.3f} (several eval splits)"
         text += f" Base model (step 0, before training) eval loss: {shown}."
-    return text
+    return text + render_data_counts(runs)
+
+
+def render_data_counts(runs: Sequence[RunResult]) -> str:
+    """The data the runs trained and evaluated on, from their summaries: one sentence per distinct
+    setting (a sweep normally has one), so a cap on the training records is never silent."""
+    seen: list[str] = []
+    for run in runs:
+        d = run.get("data")
+        if not isinstance(d, dict) or d.get("train_records") is None:
+            continue  # an older summary, or a run that failed before its data was read
+        cap = (f", capped by max_train {d['max_train']}" if d.get("max_train") is not None
+               and d["train_records"] < (d.get("train_available") or 0) else "")
+        line = (f" Data `{md_escape(d.get('source'))}` ({md_escape(d.get('format', 'alpaca'))}): "
+                f"{d['train_records']} records trained of {d.get('train_available')} left after the eval split{cap}, "
+                f"{d.get('eval_records')} held out; {d.get('train_tokens')} training tokens "
+                f"({d.get('train_scored_tokens')} scored) per epoch.")
+        if line not in seen:
+            seen.append(line)
+    more = f" ({len(seen) - 4} more data settings: see each run's summary.json)" if len(seen) > 4 else ""
+    return "".join(seen[:4]) + more
 
 
 def _detail(run: RunResult) -> str:

@@ -73,15 +73,21 @@ class InputConfig(_Checks):
     """The base model and the data."""
 
     model: str = F("smollm2-135m", "hub id, local folder, or the alias smollm2-135m (the embedded default)")
-    data: str = F("default", "default (embedded set), a local Alpaca JSON/JSONL file, or a datasets hub id")
+    data: str = F("default", "default (embedded set), a local JSON/JSONL file (Alpaca, chat messages or ShareGPT "
+                             "records), or a datasets hub id")
+    data_format: str = F("auto", "auto (from the file's first record), alpaca, messages or sharegpt; chat formats "
+                                 "use the tokenizer's chat template and score assistant turns only")
     eval_size: Any = F(100, "held-out records (a count, or a fraction in (0, 1)); more = steadier eval, "
                             "fewer training records; taken before max_train")
-    max_train: Any = F(200, "training records after the split (the paper: 200); null = all the rest")
+    max_train: Any = F(None, "cap on training records after the split; null = every record left after the eval "
+                             "split (the paper capped at 200); the summary and report state the counts used")
     max_eval: Any = F(None, "cap on eval records after the split; null = all of eval_size")
     data_seed: int = F(0, "seed of the shuffle and split, apart from seed: every seed sees the same eval set")
     max_length: int = F(256, "tokens per example; longer examples are truncated (costs time quadratically)")
     train_on: str = F("response", "response: loss on the answer only (prompt masked); all: every token")
     skip_bad_records: bool = F(False, "skip malformed records instead of failing (the count is reported)")
+    data_cache: Any = F(None, "folder of tokenised data shared by runs and processes; null = data/ in the cache "
+                              "folder (ADAPTIVE_LORA_CACHE, else ~/.cache/adaptive-lora); false = tokenise every time")
 
     def __post_init__(self):
         for name in ("model", "data"):
@@ -93,7 +99,11 @@ class InputConfig(_Checks):
         self._need((_is_int(e) and e >= 1) or (isinstance(e, float) and 0 < e < 1), "eval_size",
                    "a count >= 1 or a fraction in (0, 1)")
         self._choice("train_on", ("response", "all"))
+        self._choice("data_format", ("auto", "alpaca", "messages", "sharegpt"))
         self._bools(("skip_bad_records",))
+        self._need(self.data_cache is None or self.data_cache is False
+                   or (isinstance(self.data_cache, str) and self.data_cache.strip()), "data_cache",
+                   "null, false or a folder path")
 
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -406,10 +416,11 @@ def keys_of(*groups: str) -> tuple[str, ...]:
 KEY_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in _user_fields(cls)}
 assert len(KEY_GROUP) == sum(len(_user_fields(c)) for c in GROUPS.values()), "a key is in two groups"
 
-# Keys that change what the terminal shows or where files go, never a result: left out of every
+# Keys that change what the terminal shows or where files go, never a result (data_cache: where
+# tokenised data is kept; a hit is exact, see data/cache.py): left out of every
 # config hash, so that e.g. --set progress=false (or adding a tracker to report_to) does not make
 # a finished sweep look stale.
-DISPLAY_ONLY = ("progress", "output_dir", "report_to", "tracker_strict")
+DISPLAY_ONLY = ("progress", "output_dir", "report_to", "tracker_strict", "data_cache")
 
 
 @dataclass
