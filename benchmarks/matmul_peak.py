@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16")
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="square matrix sizes")
+    parser.add_argument("--shapes", help="JSON list of [m, k, n, count] GEMMs: also their shape-matched peak "
+                                         "(in each of --shape-dtypes)")
+    parser.add_argument("--shape-dtypes", default="bf16", help="dtypes of the shape-matched peak (default bf16)")
     parser.add_argument("--out", help="write the result as JSON to this file")
     args = parser.parse_args(argv)
 
@@ -142,6 +145,14 @@ def main(argv=None) -> int:
     from common import hardware, versions, write_json
 
     result = measure_peak(dtypes, sizes)
+    if args.shapes:
+        with open(args.shapes, encoding="utf-8") as f:
+            gemms = [tuple(g) for g in json.load(f)]
+        shape_dtypes = [d.strip() for d in args.shape_dtypes.split(",") if d.strip() in DTYPES]
+        result["shape_matched"] = {d: shape_matched_peak(gemms, d) for d in shape_dtypes}
+        for d in shape_dtypes:
+            print(f"{d}: shape-matched peak {result['shape_matched'][d]['gflops']:.1f} GFLOP/s over "
+                  f"{result['shape_matched'][d]['shapes']} GEMM shapes")
     result["hardware"] = hardware()
     result["versions"] = versions()
     for name in dtypes:

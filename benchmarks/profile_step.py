@@ -36,7 +36,6 @@ is from it. Results: ``benchmarks/out/profile_step.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time

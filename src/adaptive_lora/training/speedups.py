@@ -90,3 +90,14 @@ def token_budget_microbatches(step_examples: list[list[int]], lengths: list[int]
     if cur:
         out.append(cur)
     return out
+
+
+def uncache_frozen_casts(model) -> int:
+    """Undo :func:`cache_frozen_casts`: drop the copies, restore the modules' own forward."""
+    n = 0
+    for mod in model.modules():
+        if "_cast_dtype" in mod.__dict__:
+            for attr in ("forward", "_cast_dtype", "_cast_weight", "_cast_bias", "_cast_key"):
+                mod.__dict__.pop(attr, None)
+            n += 1
+    return n
