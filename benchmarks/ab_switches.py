@@ -40,8 +40,9 @@ def _fwd_bwd(model, batch, amp):
     with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
         loss, n = scored_loss_sum(model, batch)
     (loss / n).backward()
+    grad_sq = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None)
     model.zero_grad(set_to_none=True)
-    return _clock() - t0
+    return _clock() - t0, (float(loss.detach()), grad_sq)
 
 
 def _clock() -> float:
@@ -61,16 +62,25 @@ def _set_dropout(model, p: float):
 
 def ab(name, model, batches, amp, a, b, repeats: int) -> dict:
     """Alternate ``a()`` / ``b()`` set-ups; time fwd+bwd of each; tokens/s ratio B over A."""
-    times = {"A": [], "B": []}
+    import torch
+
+    times, values = {"A": [], "B": []}, {"A": [], "B": []}
     for _ in range(repeats):
         for side, setup in (("A", a), ("B", b)):
             batch = setup()
-            times[side].append(_fwd_bwd(model, batches[batch] if isinstance(batch, str) else batches["8"], amp))
+            torch.manual_seed(0)  # the same dropout draws for A and B where shapes allow
+            dt, val = _fwd_bwd(model, batches[batch] if isinstance(batch, str) else batches["8"], amp)
+            times[side].append(dt)
+            values[side].append(val)
     a_med, b_med = statistics.median(times["A"]), statistics.median(times["B"])
     ntok = {side: batches[(a() if side == "A" else b()) or "8"]["attention_mask"].sum().item() for side in "AB"}
     ratio = (ntok["B"] / b_med) / (ntok["A"] / a_med)
-    print(f"{name}: A {a_med:.2f} s, B {b_med:.2f} s (medians of {repeats}) -> B/A tokens/s {ratio:.3f}", flush=True)
-    return {"A_s": times["A"], "B_s": times["B"], "tokens": ntok, "speedup_B_over_A": ratio}
+    same = values["A"][0] == values["B"][0]  # (loss, sum of squared gradients), exactly
+    print(f"{name}: A {a_med:.2f} s, B {b_med:.2f} s (medians of {repeats}) -> B/A tokens/s {ratio:.3f}; "
+          f"loss and gradients {'bit-identical' if same else 'differ'} (A {values['A'][0]}, B {values['B'][0]})",
+          flush=True)
+    return {"A_s": times["A"], "B_s": times["B"], "tokens": ntok, "speedup_B_over_A": ratio,
+            "A_loss_gradsq": values["A"], "B_loss_gradsq": values["B"], "bit_identical": same}
 
 
 def main(argv=None) -> int:
