@@ -82,6 +82,10 @@ def test_cast_cache_skips_what_it_must_and_follows_in_place_changes():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = lin(x)
     assert torch.equal(got, torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16()))
+    lin.weight.requires_grad_(True)  # unfrozen after caching: the weight gets its gradient
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lin(x).float().sum().backward()
+    assert lin.weight.grad is not None
 
 
 @pytest.mark.parametrize("world", [1, 2])

@@ -3,9 +3,10 @@
 * :func:`cache_frozen_casts` (``cast_cache``): under bf16 autocast every ``nn.Linear`` casts its
   fp32 weight to bf16 at every call, because autocast caches casts only of weights that require a
   gradient. A frozen base is re-cast at every micro-batch: 134 M weights read in fp32 and written
-  in bf16 per forward for SmolLM2-135M, memory-bound work of the size of a GEMM pass. Casting
-  each frozen weight once and reusing the copy gives bit-identical results (the same
-  round-to-nearest-even cast, the same bf16 GEMM).
+  in bf16 per forward for SmolLM2-135M. Casting each frozen weight once and reusing the copy gives
+  bit-identical results (the same round-to-nearest-even cast, the same bf16 GEMM); it saved ~2 %
+  of a micro-batch's forward and backward on the speed workload (CPU, 8 examples), more where a
+  micro-batch has few tokens per weight.
 * :func:`token_budget_microbatches` (``max_tokens``): re-cut one optimizer step's examples into
   micro-batches of at most ``max_tokens`` padded positions. The step still covers the same
   examples and the loss is still normalised by the step's scored tokens, so the gradient is the
@@ -23,7 +24,9 @@ import torch.nn.functional as F
 
 def _cached_linear_forward(self, x):
     dev = x.device.type
-    if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == self._cast_dtype:
+    # A weight unfrozen after caching must get its gradient: then the module's own path.
+    if (torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == self._cast_dtype
+            and not self.weight.requires_grad):
         w = self.weight
         # A frozen weight changed in place (a merge, a reload) makes the copy stale: re-cast.
         if self._cast_key != (w.data_ptr(), w._version):
