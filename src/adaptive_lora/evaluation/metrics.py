@@ -76,7 +76,7 @@ def _result(total: float, count: int) -> dict:
     return {"eval_loss": loss, "perplexity": math.inf if loss > 700 else math.exp(loss), "eval_tokens": int(count)}
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no_grad, and no version counters or view tracking either
 def evaluate(model, examples, collator, batch_size: int, device, autocast_dtype=None,
              rank: int = 0, world: int = 1, reduce_fn=None, subset: int = 0) -> dict:
     """Eval loss over ``examples``. With several processes each takes a strided share and

@@ -261,6 +261,11 @@ class OptimConfig(_Checks):
                                "exact and slower; bf16 forces autocast")
     seed: int = F(0, "seed of adapter initialisation, dropout and batch order")
     group_by_length: bool = F(True, "batch examples of similar length: less padding, same examples per epoch")
+    max_tokens: Any = F(None, "re-cut each optimizer step's examples into micro-batches of at most this many padded "
+                              "positions (longest first): less padding and larger GEMMs, same examples and loss "
+                              "normalisation per step, different dropout draws; null = batch_size examples each")
+    cast_cache: bool = F(True, "under bf16 autocast, cast each frozen fp32 base weight to bf16 once instead of at "
+                               "every forward: same numbers, ~2 % faster on CPU; +2 bytes of memory per base weight")
 
     def __post_init__(self):
         self._ints(("epochs", "batch_size", "grad_accum"), 1, "a positive integer")
@@ -271,7 +276,8 @@ class OptimConfig(_Checks):
         self._nums(("adam_beta1", "adam_beta2"), lambda v: 0 <= v < 1, "a number in [0, 1)")
         self._choice("lr_schedule", SCHEDULES)
         self._choice("precision", PRECISIONS)
-        self._bools(("group_by_length",))
+        self._bools(("group_by_length", "cast_cache"))
+        self._ints(("max_tokens",), 8, "an integer >= 8", optional=True)
 
 
 @dataclass

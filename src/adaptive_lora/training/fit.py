@@ -25,6 +25,7 @@ import torch
 from ..evaluation import scored_loss_sum
 from . import hooks
 from .monitor import GradMonitor, GradStats
+from .speedups import cache_frozen_casts, token_budget_microbatches
 from .stabilizers import GradClipper, lr_lambda, param_groups
 
 
@@ -76,6 +77,8 @@ def _build(cfg, session, model, method, layers: dict, total_steps: int):
     lr_mult = lr_lambda(cfg.stabilize, o.lr_schedule, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_mult)
     model, optimizer = session.acc.prepare(model, optimizer)
+    if o.cast_cache and not session.sharded:  # sharded parameters are flat views: nothing to cache
+        cache_frozen_casts(session.acc.unwrap_model(model), session.amp)
     s = cfg.stabilize
     parts = _Parts(optimizer, scheduler, lr_mult, GradMonitor(session.acc.unwrap_model(model), layers),
                    GradClipper(s.clip, s.clip_norm, s.clip_factor, s.clip_beta),
@@ -86,7 +89,9 @@ def _build(cfg, session, model, method, layers: dict, total_steps: int):
 def _accumulate(session, data, model, method, chunk: list, step_scored: int) -> float:
     """Forward and backward every micro-batch of one optimizer step; return the summed loss of
     this process's share (before normalisation)."""
-    loss_sum_local = 0.0
+    # Summed as a tensor, read once per step: a float() per micro-batch would wait for the
+    # device (a GPU) to finish before the next micro-batch could be queued.
+    loss_sum_local = torch.zeros((), dtype=torch.float64, device=session.device)
     world = session.world
     for j, mb in enumerate(chunk):
         local, weight = mb[session.rank::world], 1.0
@@ -103,8 +108,8 @@ def _accumulate(session, data, model, method, chunk: list, step_scored: int) -> 
             if extra is not None:
                 loss = loss + extra
             session.acc.backward(loss)  # DeepSpeed and FSDP run their own backward
-        loss_sum_local += float(loss_sum.detach()) * weight
-    return loss_sum_local
+        loss_sum_local += loss_sum.detach().double() * weight
+    return float(loss_sum_local)
 
 
 def global_stats(session, monitor, stats: GradStats) -> GradStats:
@@ -190,6 +195,7 @@ def fit(cfg, session, data, model, method, total_steps: int, log=None, evaluate=
 def _one_step(cfg, session, data, model, method, parts: _Parts, chunk: list, res: FitResult, epoch: float) -> dict:
     """One optimizer step over the micro-batches in ``chunk``; updates ``res``, returns the log row."""
     t0 = time.perf_counter()
+    chunk = token_budget_microbatches(chunk, data.lengths, cfg.optim.max_tokens, session.world)
     step_scored = sum(data.scored[i] for b in chunk for i in b)
     step_tokens = sum(data.lengths[i] for b in chunk for i in b)
     (loss_total,) = session.reduce_sum(_accumulate(session, data, model, method, chunk, step_scored))

@@ -1,0 +1,146 @@
+"""Each speed switch measured on its own: one micro-batch's forward + backward, A and B alternated.
+
+    python benchmarks/ab_switches.py                  # SmolLM2, bf16, a micro-batch of 8 Alpaca examples
+    python benchmarks/ab_switches.py --threads 1      # one thread: steadier when other work shares the cores
+
+Both variants of a switch run in the same process on the same batch and the same weights,
+alternating A, B, A, B ... ``--repeats`` times, so a change in the machine's load hits both alike;
+the ratio of their medians is the figure to read, not the absolute times. Switches:
+
+With ``--threads 1`` the clock is the thread's CPU time, not wall time: on a machine that other
+work shares, that is the only figure that stays put (it leaves out how well the work spreads over
+several threads).
+
+* ``cast_cache``: autocast casting frozen fp32 weights at every call vs one cached bf16 copy;
+* ``lora_dropout``: the workload's 0.1 vs 0 (what LoRA dropout's random masks cost);
+* ``micro-batch size``: 8 examples vs the step's 32 in one micro-batch (what larger GEMMs gain
+  per token; the ``max_tokens`` switch's upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DEFAULT_DATA, OUT_DIR, WORKLOAD, write_json  # noqa: E402
+
+
+def _fwd_bwd(model, batch, amp):
+    import torch
+
+    from adaptive_lora.evaluation.metrics import scored_loss_sum
+
+    t0 = _clock()
+    with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+        loss, n = scored_loss_sum(model, batch)
+    (loss / n).backward()
+    grad_sq = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None)
+    model.zero_grad(set_to_none=True)
+    return _clock() - t0, (float(loss.detach()), grad_sq)
+
+
+def _clock() -> float:
+    """Wall time; with one thread, that thread's CPU time, which other processes on the cores
+    barely change (they take turns on the core but do not make this thread's work longer)."""
+    import torch
+
+    return time.thread_time() if torch.get_num_threads() == 1 else time.perf_counter()
+
+
+def _set_dropout(model, p: float):
+    for mod in model.modules():
+        if hasattr(mod, "lora_dropout"):
+            for d in mod.lora_dropout.values():
+                d.p = p
+
+
+def ab(name, model, batches, amp, a, b, repeats: int) -> dict:
+    """Alternate ``a()`` / ``b()`` set-ups; time fwd+bwd of each; tokens/s ratio B over A."""
+    import torch
+
+    times, values = {"A": [], "B": []}, {"A": [], "B": []}
+    for _ in range(repeats):
+        for side, setup in (("A", a), ("B", b)):
+            batch = setup()
+            torch.manual_seed(0)  # the same dropout draws for A and B where shapes allow
+            dt, val = _fwd_bwd(model, batches[batch] if isinstance(batch, str) else batches["8"], amp)
+            times[side].append(dt)
+            values[side].append(val)
+    a_med, b_med = statistics.median(times["A"]), statistics.median(times["B"])
+    ntok = {side: batches[(a() if side == "A" else b()) or "8"]["attention_mask"].sum().item() for side in "AB"}
+    ratio = (ntok["B"] / b_med) / (ntok["A"] / a_med)
+    same = values["A"][0] == values["B"][0]  # (loss, sum of squared gradients), exactly
+    print(f"{name}: A {a_med:.2f} s, B {b_med:.2f} s (medians of {repeats}) -> B/A tokens/s {ratio:.3f}; "
+          f"loss and gradients {'bit-identical' if same else 'differ'} (A {values['A'][0]}, B {values['B'][0]})",
+          flush=True)
+    return {"A_s": times["A"], "B_s": times["B"], "tokens": ntok, "speedup_B_over_A": ratio,
+            "A_loss_gradsq": values["A"], "B_loss_gradsq": values["B"], "bit_identical": same}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--only", default=None, help="comma-separated switch names")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from adaptive_lora.training.speedups import cache_frozen_casts, uncache_frozen_casts
+
+    from profile_step import build, ours_cfg
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = ours_cfg(argparse.Namespace(precision="bf16", data=args.data, max_train=WORKLOAD["max_train"], set=[]))
+    session, data, model, method, _ = build(cfg)
+    model.train()
+    o = cfg.optim
+    step = data.batches(o.batch_size, o.seed, 0, o.group_by_length)[1:1 + o.grad_accum]  # not the longest batch
+    batches = {"8": data.collate([data.train[i] for i in step[0]]),
+               "32": data.collate([data.train[i] for b in step for i in b])}
+    amp = session.amp
+    p = cfg.lora.lora_dropout
+
+    def cache(on):
+        def f():
+            uncache_frozen_casts(model)
+            if on:
+                cache_frozen_casts(model, amp)
+            return None
+        return f
+
+    def dropout(q):
+        def f():
+            _set_dropout(model, q)
+            return None
+        return f
+
+    switches = {
+        "cast_cache": (cache(False), cache(True)),
+        "lora_dropout": (dropout(p), dropout(0.0)),
+        "micro-batch size": (lambda: "8", lambda: "32"),
+    }
+    only = set(args.only.split(",")) if args.only else set(switches)
+    _fwd_bwd(model, batches["8"], amp)  # warm-up
+    out = {"threads": torch.get_num_threads(), "loadavg_before": os.getloadavg()}
+    for name, (a, b) in switches.items():
+        if name in only:
+            out[name] = ab(name, model, batches, amp, a, b, args.repeats)
+            cache(True)()
+            dropout(p)()
+    out["loadavg_after"] = os.getloadavg()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    write_json(OUT_DIR / "ab_switches.json", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
