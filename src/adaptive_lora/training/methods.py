@@ -7,7 +7,9 @@ The loop calls the same hooks for every method and never branches on a method's 
 * ``planned_params()`` -> the parameter count promised before training;
 * ``extra_loss(model)`` -> a term added on the step's last micro-batch, or None;
 * ``after_step(model, step)`` -> called after each optimizer step;
-* ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds.
+* ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds;
+* ``state(model)`` / ``load_state(model, state)`` -> what a mid-run checkpoint must keep besides
+  the trainable weights and the optimizer (tensors, numbers, strings, lists and dicts only).
 
 A new method (e.g. DoRA, or a dynamic rank schedule) is a class here plus a line in
 :data:`METHODS`. No torch at import time: the config validates ``method`` against this registry.
@@ -61,6 +63,12 @@ class LoraMethod:
     def after_step(self, model, step: int) -> None:
         pass
 
+    def state(self, model) -> dict:
+        return {}  # a static plan: the weights and the optimizer are the whole state
+
+    def load_state(self, model, state: dict) -> None:
+        pass
+
     def realised(self, model, layout):
         """The plan, after the audit has checked every module's rank and scaling once more."""
         from ..adapters import audit_model
@@ -104,6 +112,20 @@ class AdaLoraMethod:
 
     def after_step(self, model, step: int) -> None:
         model.base_model.update_and_allocate(step)
+
+    def state(self, model) -> dict:
+        """The rank allocator's importance averages and the budget it has set so far: without
+        them a resumed run would prune other singular values than an uninterrupted one."""
+        alloc = model.base_model.rankallocator
+        return {"ipt": dict(alloc.ipt), "exp_avg_ipt": dict(alloc.exp_avg_ipt), "exp_avg_unc": dict(alloc.exp_avg_unc),
+                "rank_pattern": model.peft_config["default"].rank_pattern}
+
+    def load_state(self, model, state: dict) -> None:
+        alloc = model.base_model.rankallocator
+        device = {n: p.device for n, p in model.named_parameters()}  # a checkpoint loads onto the CPU
+        alloc.ipt, alloc.exp_avg_ipt, alloc.exp_avg_unc = ({n: t.to(device[n]) for n, t in state[k].items()}
+                                                           for k in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
+        model.peft_config["default"].rank_pattern = state["rank_pattern"]
 
     def realised_ranks(self, model, sel) -> dict:
         from .adalora import realised_adalora_ranks
