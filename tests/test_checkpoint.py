@@ -121,6 +121,23 @@ def test_sigterm_writes_a_checkpoint_and_exits_5(train_env, straight, tmp_path, 
     _same_run(out, straight)
 
 
+def test_bf16_autocast_resumes_exactly_on_cpu(train_env, tmp_path, monkeypatch):
+    """bf16 autocast on a CPU is deterministic too, and the state (fp32 adapters and Adam) is
+    restored exactly: the resumed run's eval loss equals the straight one's, not just nearly."""
+    cfg = TrainConfig.from_dict(_cfg(train_env, precision="bf16", max_steps=4, eval_every=0))
+    straight = tmp_path / "straight"
+    train(cfg, straight)
+    out = tmp_path / "run"
+    monkeypatch.setattr(hooks, "after_step", hooks.raise_after(3))
+    with pytest.raises(RuntimeError):
+        train(cfg, out)
+    monkeypatch.setattr(hooks, "after_step", None)
+    s = train(cfg, out)
+    assert s["resumed_from_step"] == 2 and s["precision"] == "bfloat16"
+    assert s["eval_loss"] == read_summary(straight)["eval_loss"]
+    assert _rows(out) == _rows(straight)
+
+
 def test_a_checkpoint_of_another_config_is_not_used(train_env, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     monkeypatch.setattr(hooks, "after_step", hooks.raise_after(3))

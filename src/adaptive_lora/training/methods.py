@@ -122,7 +122,9 @@ class AdaLoraMethod:
 
     def load_state(self, model, state: dict) -> None:
         alloc = model.base_model.rankallocator
-        device = {n: p.device for n, p in model.named_parameters()}  # a checkpoint loads onto the CPU
+        # The allocator names parameters as the wrapped model inside PEFT's tuner does; a
+        # checkpoint loads onto the CPU, so each tensor goes back to its parameter's device.
+        device = {n: p.device for n, p in model.base_model.model.named_parameters()}
         alloc.ipt, alloc.exp_avg_ipt, alloc.exp_avg_unc = ({n: t.to(device[n]) for n, t in state[k].items()}
                                                            for k in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
         model.peft_config["default"].rank_pattern = state["rank_pattern"]
