@@ -160,6 +160,7 @@ ALTERNATIVE = {
     "eval_subset": 4, "forgetting": False, "forgetting_passages": 8, "eval_batch_size": 4, "generate_samples": 1, "max_new_tokens": 8, "loss_spike": 10.0, "adalora_init_r": 16,
     "adalora_target_r": 4, "adalora_tinit": 1, "adalora_tfinal": 2, "adalora_delta_t": 2, "output_dir": "x",
     "progress": False, "report_to": ["tensorboard"], "tracker_strict": True,
+    "checkpoint_every": 3, "keep_checkpoints": True,
 }
 
 

@@ -70,6 +70,8 @@ class RunSummary:
     efficiency_pct: float | None = None
     train_time_s: float | None = None
     setup_time_s: float | None = None
+    checkpoint_time_s: float | None = None  # writing and restoring mid-run checkpoints (not in train_time_s)
+    resumed_from_step: int | None = None  # the checkpoint's step this run continued from; None = from step 0
     train_tokens: int | None = None
     tokens_per_s: float | None = None
     optimizer_steps: int | None = None

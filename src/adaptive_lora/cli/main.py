@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError
+from ..errors import Preempted, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -236,6 +236,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"adaptive-lora: error: {exc}", file=sys.stderr)
         return UserError.exit_code
+    except Preempted as exc:  # SIGTERM: a checkpoint was written first
+        print(f"adaptive-lora: {exc}", file=sys.stderr)
+        return Preempted.exit_code
     except KeyboardInterrupt:
         print("adaptive-lora: interrupted", file=sys.stderr)
         return 130

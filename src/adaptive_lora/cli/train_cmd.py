@@ -1,7 +1,11 @@
 """``adaptive-lora train --config FILE.yaml [--set key=value ...]``.
 
 Exit codes: 0 completed, 3 diverged, 2 bad input (nothing written), 1 other failure (the run
-folder keeps a ``summary.json`` with status ``failed`` and the traceback in ``error.log``).
+folder keeps a ``summary.json`` with status ``failed`` and the traceback in ``error.log``),
+5 preempted by SIGTERM (a checkpoint was written; the same command resumes).
+
+A run folder without a finished summary that holds a checkpoint of the same run resumes from it
+(a failed attempt's files are removed first, its checkpoints kept).
 
 A folder that holds a finished run (completed or diverged) is never touched without
 ``--overwrite``; every pre-training check (``cli/checks.py``) passes before anything is written.
@@ -39,7 +43,9 @@ def prepare_folder(cfg, overwrite: bool) -> Path:
                         "or choose another --out")
     RunChecks(strict=True).check(cfg)
     if status is not None:
-        for name in RUN_FILES:
+        # A finished run's kept checkpoints would resume it at its end: --overwrite starts afresh.
+        extra = ("checkpoints",) if status in FINISHED_STATUSES else ()
+        for name in RUN_FILES + extra:
             path = out / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

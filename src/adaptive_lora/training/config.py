@@ -372,7 +372,7 @@ class PruneExpandSettings(_Checks):
 
 @dataclass
 class OutputConfig(_Checks):
-    """Where results go and what the terminal shows (neither changes a result)."""
+    """Where results go, what the terminal shows and how often the state is saved (none changes a result)."""
 
     output_dir: str = F("runs/train", "folder of config.yaml, plan.json, metrics.jsonl, summary.json, adapter/")
     progress: bool = F(True, "show a progress bar (display only)")
@@ -381,12 +381,18 @@ class OutputConfig(_Checks):
                        factory=list)
     tracker_strict: bool = F(False, "fail the run when a tracker fails; false = record it in trackers.json and "
                                     "go on (the run's own files never depend on a tracker)")
+    checkpoint_every: int = F(50, "save the training state every N optimizer steps (and on SIGTERM) so a rerun "
+                                  "resumes there; more often = less lost to a crash, more time writing the "
+                                  "adapter and twice its size in optimizer state; 0 = only on SIGTERM")
+    keep_checkpoints: bool = F(False, "keep the checkpoints of a finished run (false: removed once summary.json "
+                                      "is written; they hold the optimizer state, 3x the adapter's size)")
 
     def __post_init__(self):
         from .trackers import parse_report_to
 
         self._need(isinstance(self.output_dir, str) and self.output_dir.strip(), "output_dir", "a non-empty string")
-        self._bools(("progress", "tracker_strict"))
+        self._bools(("progress", "tracker_strict", "keep_checkpoints"))
+        self._ints(("checkpoint_every",), 0, "a non-negative integer")
         # Checked here, not when training starts: a sweep validates every run before the first one
         # trains, so a missing tracker package fails in seconds, not after hours.
         self.report_to = parse_report_to(self.report_to)
@@ -422,11 +428,13 @@ def keys_of(*groups: str) -> tuple[str, ...]:
 KEY_GROUP: dict[str, str] = {f.name: g for g, cls in GROUPS.items() for f in _user_fields(cls)}
 assert len(KEY_GROUP) == sum(len(_user_fields(c)) for c in GROUPS.values()), "a key is in two groups"
 
-# Keys that change what the terminal shows or where files go, never a result (data_cache: where
-# tokenised data is kept; a hit is exact, see data/cache.py): left out of every
-# config hash, so that e.g. --set progress=false (or adding a tracker to report_to) does not make
-# a finished sweep look stale.
-DISPLAY_ONLY = ("progress", "output_dir", "report_to", "tracker_strict", "data_cache")
+# Keys that change what the terminal shows, where files go or how often the state is saved, never
+# a result (data_cache: where tokenised data is kept; a hit is exact, see data/cache.py): left out
+# of every config hash, so that e.g. --set progress=false (or adding a tracker to report_to, or
+# checkpointing more often) does not make a finished sweep look stale, and a rerun with another
+# checkpoint_every still resumes its checkpoint.
+DISPLAY_ONLY = ("progress", "output_dir", "report_to", "tracker_strict", "data_cache", "checkpoint_every",
+                "keep_checkpoints")
 
 
 @dataclass

@@ -152,18 +152,24 @@ def _apply(parts: _Parts, stats) -> tuple[float, float | None]:
 
 
 def fit(cfg, session, data, model, method, total_steps: int, log=None, evaluate=None, layers: dict | None = None,
-        desc: str = "train"):
+        desc: str = "train", checkpoints=None):
     """Train ``model`` for ``total_steps`` optimizer steps. ``log(row)`` receives a row per step
     (None: nothing is logged); ``evaluate(step)`` runs every ``eval_every`` steps.
+    ``checkpoints`` (a :class:`~.checkpoint.Checkpointer`; None: none kept) puts a loaded
+    checkpoint's state back before the first step and is called after every step.
     A divergence ends the loop and is returned as status ``diverged``, not raised."""
+    from .checkpoint import Disabled
+
+    ckpt = checkpoints or Disabled()
     model, parts = _build(cfg, session, model, method, layers or {}, total_steps)
     res = FitResult()
-    pbar = _progress(cfg, session, total_steps, desc)
+    start_epoch, start_batch = ckpt.restore(model, parts, method, res)  # (0, 0) unless resumed
+    pbar = _progress(cfg, session, total_steps, desc, res.steps)
     model.train()
     try:
-        for epoch in range(cfg.optim.epochs):
+        for epoch in range(start_epoch, cfg.optim.epochs):
             batches = data.batches(cfg.optim.batch_size, cfg.optim.seed, epoch, cfg.optim.group_by_length)
-            for s0 in range(0, len(batches), cfg.optim.grad_accum):
+            for s0 in range(start_batch if epoch == start_epoch else 0, len(batches), cfg.optim.grad_accum):
                 if res.steps >= total_steps:
                     break
                 chunk = batches[s0:s0 + cfg.optim.grad_accum]
@@ -180,6 +186,9 @@ def fit(cfg, session, data, model, method, total_steps: int, log=None, evaluate=
                 every = cfg.eval.eval_every
                 if evaluate and every and res.steps % every == 0 and res.steps < total_steps:
                     res.last_eval = evaluate(res.steps)
+                ckpt.step_done(model, parts, method, res, epoch, s0 + cfg.optim.grad_accum)
+                if hooks.after_step is not None:
+                    hooks.after_step(res.steps)  # test-only fault injection (a kill, an exception)
             if res.steps >= total_steps:
                 break
     except Diverged as d:
@@ -221,9 +230,9 @@ def _one_step(cfg, session, data, model, method, parts: _Parts, chunk: list, res
             "layer_grad_norms": stats.per_layer, **(changed or {})}
 
 
-def _progress(cfg, session, total_steps: int, desc: str):
+def _progress(cfg, session, total_steps: int, desc: str, done: int = 0):
     if not (session.main and cfg.output.progress):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True)
+    return tqdm(total=total_steps, initial=done, desc=desc, unit="step", dynamic_ncols=True)

@@ -10,7 +10,9 @@ The loop calls the same hooks for every method and never branches on a method's 
   are cleared; returns a dict to add to the step's log row (e.g. ranks that moved), or None;
 * ``realised(model, layout)`` -> the :class:`~adaptive_lora.strategies.Plan` the trained model holds;
 * ``initialise(model, session, data)`` -> after ``attach``, before the step-0 eval: a data-driven
-  initialisation of the adapters (GoRA's), or nothing; returns what it cost, or None.
+  initialisation of the adapters (GoRA's), or nothing; returns what it cost, or None;
+* ``state(model)`` / ``load_state(model, state)`` -> what a mid-run checkpoint must keep besides
+  the trainable weights and the optimizer (tensors, numbers, strings, lists and dicts only).
 
 A new method (e.g. DoRA, or a dynamic rank schedule) is a class here plus a line in
 :data:`METHODS`. No torch at import time: the config validates ``method`` against this registry.
@@ -77,6 +79,12 @@ class LoraMethod:
     def after_step(self, model, step: int, optimizer=None):
         return None  # a static plan: nothing changes during training
 
+    def state(self, model) -> dict:
+        return {}  # a static plan: the weights and the optimizer are the whole state
+
+    def load_state(self, model, state: dict) -> None:
+        pass
+
     def realised(self, model, layout):
         """The plan, after the audit has checked every module's rank and scaling once more."""
         from ..adapters import audit_model
@@ -124,6 +132,22 @@ class AdaLoraMethod:
     def after_step(self, model, step: int, optimizer=None):
         model.base_model.update_and_allocate(step)
         return None
+
+    def state(self, model) -> dict:
+        """The rank allocator's importance averages and the budget it has set so far: without
+        them a resumed run would prune other singular values than an uninterrupted one."""
+        alloc = model.base_model.rankallocator
+        return {"ipt": dict(alloc.ipt), "exp_avg_ipt": dict(alloc.exp_avg_ipt), "exp_avg_unc": dict(alloc.exp_avg_unc),
+                "rank_pattern": model.peft_config["default"].rank_pattern}
+
+    def load_state(self, model, state: dict) -> None:
+        alloc = model.base_model.rankallocator
+        # The allocator names parameters as the wrapped model inside PEFT's tuner does; a
+        # checkpoint loads onto the CPU, so each tensor goes back to its parameter's device.
+        device = {n: p.device for n, p in model.base_model.model.named_parameters()}
+        alloc.ipt, alloc.exp_avg_ipt, alloc.exp_avg_unc = ({n: t.to(device[n]) for n, t in state[k].items()}
+                                                           for k in ("ipt", "exp_avg_ipt", "exp_avg_unc"))
+        model.peft_config["default"].rank_pattern = state["rank_pattern"]
 
     def realised_ranks(self, model, sel) -> dict:
         from .adalora import realised_adalora_ranks
@@ -181,6 +205,21 @@ class PruneExpandMethod(LoraMethod):
 
     def after_step(self, model, step: int, optimizer=None):
         return self.mover.step(step, optimizer)
+
+    def state(self, model) -> dict:
+        """Which components are active, their importance and age, and the unspent credit: the
+        weights and Adam moments alone do not say which zero component is pruned."""
+        return {"credit": self.mover.credit,
+                "slots": {s.name: {"active": s.active.clone(), "score": s.score.clone(),
+                                   "born": {str(i): t for i, t in (s.born or {}).items()}}
+                          for s in self.mover.slots}}
+
+    def load_state(self, model, state: dict) -> None:
+        self.mover.credit = state["credit"]
+        for s in self.mover.slots:
+            saved = state["slots"][s.name]
+            s.active, s.score = saved["active"].clone(), saved["score"].clone()
+            s.born = {int(i): t for i, t in saved["born"].items()}
 
     def realised(self, model, layout):
         """The active ranks at the end, as a plan (the audit of the capacities ran at attach)."""

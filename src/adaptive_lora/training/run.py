@@ -1,11 +1,12 @@
 """One training run as a list of named stages.
 
     session -> data -> base model -> plan (probe if the strategy needs one) -> adapted model
-            -> initialised adapters (gora_init) -> step-0 eval -> fit -> final eval -> save -> summary
+            -> initialised adapters (gora_init) -> checkpoint (resume) -> step-0 eval -> fit -> final eval
+            -> save -> summary
 
 Nothing is written into the run folder until the config, the data, the model, the plan and the
 wrapped model have all been checked: a bad input aimed at a finished run's folder leaves it as
-it was.
+it was. A folder holding a checkpoint of the same run (``checkpoint.py``) is resumed from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..layout import discover_layout, layout_from_model, load_config, load_model
 from ..schema import RunSummary
 from ..strategies import get_strategy, make_plan, plan_from_file
 from .config import DISPLAY_ONLY, RunMeta, TrainConfig, keys_of
+from .checkpoint import Checkpointer
 from .fit import FitResult, fit, planned_steps
 from .methods import METHODS
 from .monitor import grad_summary
@@ -63,14 +65,18 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     model = model if cfg.model_load.quantization else model.to(session.device)
     init_info = method.initialise(model, session, data)  # GoRA's init (gora_init), else None
     probe_info = {**(probe_info or {}), "init": init_info} if init_info else probe_info
+    ckpt = Checkpointer(out, cfg, session)
+    resumed = ckpt.load()  # the newest checkpoint of this same run, if the folder holds one
     files = RunFiles(out, session.main, meta)
-    files.start(cfg, method, probe_info)
+    files.start(cfg, method, probe_info, ckpt.metrics_text)
     evaluator = Evaluator(cfg, session, data, files.log, model)
-    base_eval = evaluator.base(base_eval_cache)
+    base_eval = ckpt.base_eval if resumed else evaluator.base(base_eval_cache)
+    ckpt.base_eval = base_eval
     setup_s = time.perf_counter() - t_setup
     layers = {m.name: m.layer for m in layout.modules}
-    model, result = fit(cfg, session, data, model, method, total, files.log, evaluator.during, layers,
-                        desc=meta.run_id or "train")
+    with ckpt.guard():  # SIGTERM: a checkpoint at the next step boundary, then Preempted
+        model, result = fit(cfg, session, data, model, method, total, files.log, evaluator.during, layers,
+                            desc=meta.run_id or "train", checkpoints=ckpt)
     final_eval = evaluator.full(result.steps) if result.status == "completed" else None
     last = (final_eval or {}).get("eval") or (result.last_eval if (result.last_eval or {}).get("type") == "eval"
                                                else base_eval["eval"])
@@ -78,8 +84,9 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     realised = method.realised(unwrapped, layout)
     save_outputs(cfg, session, data, model, out, result)
     summary = summarise(cfg, meta, session, data, layout, method, realised, result,
-                        Evals(base_eval, final_eval, last, evaluator.general_info), probe_info, setup_s, total)
+                        Evals(base_eval, final_eval, last, evaluator.general_info), probe_info, setup_s, total, ckpt)
     files.finish(summary)
+    ckpt.finish(summary.status)
     return summary.to_dict()
 
 
@@ -186,14 +193,16 @@ class RunFiles:
         self.out, self.main, self.meta = out, main, meta or RunMeta()
         self.trackers = None
 
-    def start(self, cfg: TrainConfig, method, probe_info) -> None:
+    def start(self, cfg: TrainConfig, method, probe_info, metrics: str = "") -> None:
+        """Write config.yaml and plan.json, and start metrics.jsonl: empty, or with the rows a
+        resumed checkpoint had (the rows of later steps, from the interrupted attempt, go)."""
         if not self.main:
             return
         import yaml
 
         self.out.mkdir(parents=True, exist_ok=True)
         _io.atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        (self.out / "metrics.jsonl").write_text("")
+        _io.atomic_write_text(self.out / "metrics.jsonl", metrics)
         plan = getattr(method, "plan", None)
         plan = {**plan.to_dict(), "probe": probe_info} if plan is not None else None
         if plan is not None:
@@ -335,7 +344,7 @@ def save_outputs(cfg: TrainConfig, session: Session, data: TrainData, model, out
 
 
 def summarise(cfg, meta, session, data, layout, method, realised, result: FitResult, evals: Evals, probe_info,
-              setup_s: float, total: int) -> RunSummary:
+              setup_s: float, total: int, ckpt: Checkpointer | None = None) -> RunSummary:
     d = result.diverged
     trainable = realised.trainable_params
     return RunSummary(
@@ -348,6 +357,7 @@ def summarise(cfg, meta, session, data, layout, method, realised, result: FitRes
         total_params=layout.base_params + trainable,
         efficiency_pct=100.0 * trainable / (layout.base_params + trainable),
         train_time_s=result.train_time, setup_time_s=setup_s, train_tokens=result.tokens,
+        checkpoint_time_s=ckpt.time_s if ckpt else None, resumed_from_step=ckpt.resumed_from_step if ckpt else None,
         tokens_per_s=result.tokens / result.train_time if result.train_time > 0 else None,
         optimizer_steps=result.steps, planned_steps=total, examples_seen=result.examples,
         n_train=len(data.train), n_eval=len(data.eval), data=data.counts, world_size=session.world,
