@@ -178,6 +178,25 @@ def test_adalora_resumes_its_rank_allocator(train_env, tmp_path, monkeypatch):
     assert read_summary(out)["plan"] == read_summary(straight)["plan"]
 
 
+def test_prune_expand_resumes_its_masks_and_scores(train_env, tmp_path, monkeypatch):
+    """prune_expand moves ranks by smoothed importance: which zero components are pruned, their
+    scores and the unspent credit are checkpointed. A crash after step 7 (checkpoint at 6, moves
+    at 4, 6 and 8) and a rerun end like the straight run, with the same ranks moved."""
+    cfg = TrainConfig.from_dict(_cfg(train_env, method="prune_expand", alpha_policy="proportional", r_min=1,
+                                     pe_warmup=2, pe_interval=2, pe_freeze=1, pe_moves=3, checkpoint_every=3))
+    straight = tmp_path / "straight"
+    train(cfg, straight)
+    out = tmp_path / "run"
+    monkeypatch.setattr(hooks, "after_step", hooks.raise_after(7))
+    with pytest.raises(RuntimeError):
+        train(cfg, out)
+    monkeypatch.setattr(hooks, "after_step", None)
+    assert train(cfg, out)["resumed_from_step"] == 6
+    _same_run(out, straight)
+    assert read_summary(out)["plan"] == read_summary(straight)["plan"]
+    assert any(row.get("moved") for row in _rows(out))
+
+
 def test_latest_ignores_unfinished_checkpoints(tmp_path):
     assert checkpoint.latest(tmp_path) is None
     (tmp_path / "checkpoints" / ".tmp-step-4").mkdir(parents=True)  # a write killed before its rename
