@@ -118,8 +118,8 @@ def _probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) 
 
 # The gradient probes read the data, the targets, probe_batches/probe_batch_size (or batch_size)
 # and the precision; gradient_spectra also r_max (how many singular values are kept) and how it
-# computes them (probe_method, probe_power_iters). No adapter exists during them and no optimizer
-# step is taken.
+# computes them (probe_method, probe_power_iters). No trained adapter exists during them (the
+# sketch's temporary factors add exactly zero to every output) and no optimizer step is taken.
 _GRADIENT_IGNORE = keys_of("lora", "stabilize", "adalora") + _SIGNAL_KEYS + (
     "method", "r", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "group_by_length", "eva_rho", "eva_tau", "eva_examples", "probe_steps")
