@@ -68,7 +68,7 @@ def probe_once(flat: dict, method: str) -> dict:
         plan = make_plan(layout, "gradient_sensitivity", cfg.strategy_params(**extra), targets=cfg.plan.targets,
                          budget_like=like)
         plans[like] = {"ranks": plan.ranks, "trainable": plan.trainable_params, "budget": plan.budget_target}
-    return {"method": method, "precision": session.precision, "device": str(session.device),
+    return {"method": method, "config": flat, "precision": session.precision, "device": str(session.device),
             "spectra": extra["spectra"], "info": info, "plans": plans}
 
 
@@ -112,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                     help="exact, or sketch:<power iterations>; the first must be exact (the reference)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="key=value over the config's defaults")
+    ap.add_argument("--reuse-exact", type=Path, help="a probe_scaling.json of an earlier run with the same config: "
+                    "take its exact result instead of probing again (the slow part on a CPU)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: one method, JSON on stdout
     args = ap.parse_args(argv)
     flat = run_config(args.config, args.sets)
@@ -121,7 +123,10 @@ def main(argv=None) -> int:
     if args.methods[0] != "exact":
         ap.error("the first method must be exact: the others are compared with it")
     results = []
-    for method in args.methods:
+    if args.reuse_exact:
+        results.append(json.loads(args.reuse_exact.read_text())["results"][0])
+        assert results[0]["method"] == "exact" and results[0]["config"] == flat, "not the same config"
+    for method in args.methods[len(results):]:
         t0 = time.perf_counter()
         cmd = [sys.executable, __file__, "--config", str(args.config), "--one", method,
                *[x for s in args.sets for x in ("--set", s)]]

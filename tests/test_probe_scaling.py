@@ -79,13 +79,13 @@ def test_sketch_is_exact_when_it_covers_the_gradients_rank(family, boost):
 
 
 def test_sketch_below_exact_and_power_iterations_close_the_gap():
-    """192 positions, 24 sketch columns on 32 x 32 to 64 x 32 weights: no sketched singular value
-    exceeds the exact one, and the largest error (relative to the module's sigma_1) shrinks with
-    each power iteration (measured 0.064, 0.0084, 0.0017 for 0, 1, 2): below 2 % from one on."""
-    exact, _ = probe(build_model("llama"), "exact")
+    """192 positions, r_max 6 so 14 sketch columns on 32 x 32 to 64 x 32 weights: no sketched
+    singular value exceeds the exact one, and the largest error (relative to the module's sigma_1)
+    shrinks with each power iteration (measured 0.136, 0.025, 0.0074 for 0, 1, 2; fixed seeds)."""
+    exact, _ = probe(build_model("llama"), "exact", r_max=6)
     errors = []
     for iters in (0, 1, 2):
-        sketch, info = probe(build_model("llama"), "sketch", iters)
+        sketch, info = probe(build_model("llama"), "sketch", iters, r_max=6)
         assert info["passes"] == 2 + 2 * iters
         worst = 0.0
         for name, ref in exact.items():
@@ -93,7 +93,7 @@ def test_sketch_below_exact_and_power_iterations_close_the_gap():
             assert bool((s <= e * (1 + 1e-5)).all()), name
             worst = max(worst, float(((e - s) / e[0]).max()))
         errors.append(worst)
-    assert errors[0] > errors[1] > errors[2] and errors[1] < 0.02
+    assert errors[0] > errors[1] > errors[2] and errors[1] < 0.04 and errors[2] < 0.01
 
 
 @pytest.mark.parametrize("method", ["sketch", "exact"])

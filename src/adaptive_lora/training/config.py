@@ -187,7 +187,7 @@ class ProbeConfig(_Checks):
                               "steadier spectra, longer probe")
     probe_batch_size: Any = F(None, "examples per probe batch; null = batch_size")
     probe_method: str = F("sketch", "gradient_sensitivity: sketch (top r_max singular values through temporary "
-                                    "rank r_max+8 factors: memory ~ (in+out) x (r_max+8) per module, "
+                                    "factors of rank 2 r_max (>= r_max+8): memory ~ (in+out) x 2 r_max per module, "
                                     "2 + 2 x probe_power_iters passes) or exact (full gradients and SVDs: "
                                     "one gradient per target weight, 1 pass)")
     probe_power_iters: int = F(1, "gradient_sensitivity with probe_method sketch: power iterations; each costs 2 "

@@ -31,7 +31,7 @@ from .config import KEY_GROUP, keys_of
 from .prepare import scored_predictions
 from .sketch import OVERSAMPLE, all_reduce_sum, sketch_size, sketched_spectra
 
-PROBE_VERSION = 3  # bump when a probe's definition changes, so old cache entries are not reused
+PROBE_VERSION = 4  # bump when a probe's definition changes, so old cache entries are not reused
 
 
 # Keys no probe reads: the training seed (probes use data_seed), where results and caches go,
