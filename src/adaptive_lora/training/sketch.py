@@ -124,11 +124,15 @@ def _gradients_of(modules, factors: dict, run_pass, reduce, trainable: int) -> d
 
 def _adapter_hook(a: torch.Tensor, b: torch.Tensor):
     """Forward hook adding (x A^T) B^T to the module's output; one factor is zero, so it adds 0.
-    The product runs in the factors' fp32 (or the autocast dtype inside autocast, like W x)."""
+
+    The product runs in x's dtype (the autocast dtype inside autocast, like W x): the factors
+    are cast, not x, so the x autograd keeps for dL/dA is the tensor the module keeps anyway
+    (casting x to fp32 would save an fp32 copy of every module's input). The factors' gradients
+    still accumulate in fp32."""
 
     def hook(module, inputs, output):
         x = inputs[0]
-        return output + ((x.to(a.dtype) @ a.T) @ b.T).to(output.dtype)
+        return output + ((x @ a.to(x.dtype).T) @ b.to(x.dtype).T).to(output.dtype)
 
     return hook
 
