@@ -83,7 +83,7 @@ def test_probe_deterministic_and_costed():
     s2, _ = _probe(build_model("llama"), layout)
     assert s1 == s2
     assert set(s1) == {m.name for m in layout.modules}
-    assert info["batches"] == 2 and info["time_s"] > 0 and info["peak_memory_mb"] > 0
+    assert info["batches"] == 2 and info["time_s"] > 0 and info["peak_host_rss_mb"] > 0  # a CPU: host RSS, named so
     assert all(v == sorted(v, reverse=True) for v in s1.values())
     assert not any(p.requires_grad for p in model.parameters())  # the probe leaves the model frozen
 
@@ -148,7 +148,8 @@ ALTERNATIVE = {
     "gradient_checkpointing": True,
     "quantization": {"bits": 8, "type": "fp4", "double_quant": False, "compute_dtype": "fp16"}, "method": "adalora", "strategy": "linear_decay",
     "targets": ["q_proj"], "budget": 1000, "budget_like": "uniform:16", "plan_file": "p.json", "r": 6, "r_base": 12,
-    "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2,
+    "r_min": 2, "r_max": 20, "rounding": "ceil", "custom": [4, 4], "probe_batches": 3, "probe_batch_size": 2, "probe_method": "exact",
+    "probe_power_iters": 2,
     "eva_rho": 3.0, "eva_tau": 0.9, "eva_examples": 8, "probe_steps": 5, "plan_cache": "elsewhere",
     "spectrum_tail": 0.25, "spectrum_power": 1.0, "svd_probe_r": 16,
     "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "gora_init": True, "gora_init_gamma": 0.05, "pe_capacity": 3.0, "pe_interval": 5, "pe_moves": 4, "pe_warmup": 2, "pe_freeze": 3, "pe_beta": 0.5, "lr": 1e-3, "epochs": 2,

@@ -31,6 +31,7 @@ from ..strategies.params import StrategyParams, doc_field as F
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("constant", "linear", "cosine")
 CLIPS = ("off", "fixed", "adaptive")
+PROBE_METHODS = ("sketch", "exact")
 
 
 def _is_int(v) -> bool:
@@ -197,6 +198,12 @@ class ProbeConfig(_Checks):
     probe_batches: int = F(8, "gradient_sensitivity: batches whose weight gradients are accumulated; more = "
                               "steadier spectra, longer probe")
     probe_batch_size: Any = F(None, "examples per probe batch; null = batch_size")
+    probe_method: str = F("sketch", "gradient_sensitivity: sketch (top r_max singular values through temporary "
+                                    "factors of rank 2 r_max (>= r_max+8): memory ~ (in+out) x 2 r_max per module, "
+                                    "2 + 2 x probe_power_iters passes) or exact (full gradients and SVDs: "
+                                    "one gradient per target weight, 1 pass)")
+    probe_power_iters: int = F(1, "gradient_sensitivity with probe_method sketch: power iterations; each costs 2 "
+                                  "more passes and makes the smaller of the top r_max values more accurate")
     eva_rho: float = F(2.0, "eva: a module may get up to eva_rho x r (PEFT's rho); higher = more uneven ranks")
     eva_tau: float = F(0.99, "eva: cosine similarity at which PEFT's incremental SVD counts as converged")
     eva_examples: int = F(64, "eva: training examples the SVD cycles over (PEFT repeats them until convergence)")
@@ -214,6 +221,8 @@ class ProbeConfig(_Checks):
         self._ints(("probe_batches", "eva_examples"), 1, "a positive integer")
         self._ints(("svd_probe_r",), 2, "an integer >= 2")
         self._ints(("probe_batch_size", "probe_steps"), 1, "a positive integer", optional=True)
+        self._choice("probe_method", PROBE_METHODS)
+        self._ints(("probe_power_iters",), 0, "a non-negative integer")
         self._nums(("eva_rho",), lambda v: v >= 1, "a number >= 1")
         self._nums(("eva_tau", "spectrum_tail"), lambda v: 0 < v <= 1, "a number in (0, 1]")
         self._nums(("spectrum_power",), lambda v: v >= 0, "a non-negative number")

@@ -12,6 +12,7 @@ changed field that *can* matter always misses the cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -29,8 +30,9 @@ from ..evaluation import scored_loss_sum
 from ..layout.discover import plain_name
 from .config import KEY_GROUP, keys_of
 from .prepare import probe_batches as _probe_batches, scored_predictions
+from .sketch import OVERSAMPLE, all_reduce_sum, sketch_size, sketched_spectra
 
-PROBE_VERSION = 2  # bump when a probe's definition changes, so old cache entries are not reused
+PROBE_VERSION = 4  # bump when a probe's definition changes, so old cache entries are not reused
 
 
 # Keys no probe reads: the training seed (probes use data_seed), where results and caches go,
@@ -40,6 +42,8 @@ NEVER_READ = ("seed", "plan_cache", "plan_file", "strategy", "r_base", "r_min", 
               "budget_like", "spectrum_power") + keys_of("eval", "prune_expand")
 # Settings of one probe only, which the others cannot read.
 _SIGNAL_KEYS = ("spectrum_tail", "svd_probe_r")
+# How gradient_spectra computes its singular values: no other probe reads them.
+_GRADIENT_METHOD_KEYS = ("probe_method", "probe_power_iters")
 
 
 @dataclass
@@ -94,10 +98,6 @@ def passed_settings(probe: Probe, cfg) -> dict:
     return {k: getattr(cfg.probe, k) for k in probe.passes}
 
 
-def _peak_mb(ctx: ProbeContext):
-    return ctx.session.peak_memory_mb() if ctx.session is not None else None
-
-
 def cached(cache_dir, key: str, compute):
     """Return (result, info) from ``cache_dir/key.json`` or compute and store it; processes
     sharing the folder (sweep workers) compute one key once (``keylock.compute_once``)."""
@@ -117,71 +117,148 @@ def cached(cache_dir, key: str, compute):
 
 
 # The gradient probes read the data, the targets, probe_batches/probe_batch_size (or batch_size)
-# and the precision; gradient_spectra also r_max (how many singular values are kept). No adapter
-# exists during them and no optimizer step is taken.
+# and the precision; gradient_spectra also r_max (how many singular values are kept) and how it
+# computes them (probe_method, probe_power_iters). No trained adapter exists during them (the
+# sketch's temporary factors add exactly zero to every output) and no optimizer step is taken.
 _GRADIENT_IGNORE = keys_of("lora", "stabilize", "adalora") + _SIGNAL_KEYS + (
     "method", "r", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "group_by_length", "eva_rho", "eva_tau", "eva_examples", "probe_steps")
 
 
-def _weight_gradients(ctx: ProbeContext) -> tuple[dict, dict]:
-    """``{module: (W, dL/dW)}`` of every target module, the gradient accumulated over
-    ``probe_batches`` batches of the training split (token-weighted mean loss), and the cost.
+@contextlib.contextmanager
+def _costed(ctx: ProbeContext):
+    """Yields a dict that holds, on exit, the probe's wall time and peak memory: on a GPU the
+    accelerator's own peak during the probe (its counter is reset here, so the run's later
+    ``peak_memory_mb`` counts from the probe on; the weights loaded before are still resident
+    and counted), and the memory already allocated when it began; on a CPU the process's host
+    RSS high-water mark, named as such (Linux cannot say what the probe alone used)."""
+    session = getattr(ctx, "session", None)  # None: plan_with_weights (no session), or a test
+    cuda = session is not None and session.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(session.device)
+        before = torch.cuda.memory_allocated(session.device) / 2**20
+    cost, t0 = {}, time.perf_counter()
+    yield cost
+    cost["time_s"] = time.perf_counter() - t0
+    if cuda:
+        cost.update(peak_accelerator_mb=torch.cuda.max_memory_allocated(session.device) / 2**20,
+                    accelerator_before_mb=before)
+    elif session is not None:
+        cost["peak_host_rss_mb"] = session.peak_memory_mb()
 
-    The base model is used as is (no adapter, eval mode so no dropout): its weight gradient is
-    what a LoRA update of that module would follow at the start of training. The model is left
-    frozen and without gradients.
+
+def _gradient_pass(ctx: ProbeContext):
+    """Set up a gradient probe: (target modules by name, ``run_pass``, info).
+
+    The base model is used as is, frozen (no parameter requires a gradient) and in eval mode (no
+    dropout: the probe measures the model, not a noisy copy of it, and every pass sees the same
+    function). ``run_pass()`` runs forward and backward over this process's share of the
+    ``probe_batches`` batches (every world-th, from its rank), the loss of each divided by the
+    scored tokens of all batches, so the gradients summed over processes are those of the
+    token-weighted mean loss over all of them.
     """
     if getattr(ctx.cfg, "model_load", None) is not None and ctx.cfg.model_load.quantization:
         # A packed 4/8-bit weight has no dense gradient to measure.
         raise UserError("the gradient probes need an unquantized base: plan with quantization null, then reuse "
                         "the plan with plan_file")
-    t0 = time.perf_counter()
     model, session, examples = ctx.model, ctx.session, ctx.data.train
-    targets = {m.name for m in ctx.sel.modules}
-    weights = {}
     for p in model.parameters():
         p.requires_grad_(False)
-    for name, mod in model.named_modules():
-        if name in targets:
-            mod.weight.requires_grad_(True)
-            weights[name] = mod.weight
+    model.eval()
     batches = _probe_batches(len(examples), ctx.batch_size, ctx.cfg.probe.probe_batches, ctx.cfg.input.data_seed)
     total_scored = sum(scored_predictions(examples[i]) for b in batches for i in b)
-    model.eval()  # no dropout: the probe measures the model, not a noisy copy of it
-    for b in batches:
-        batch = {k: v.to(session.device) for k, v in ctx.data.collate([examples[i] for i in b]).items()}
-        with session.autocast():
-            loss, _ = scored_loss_sum(model, batch)
-        (loss / max(total_scored, 1)).backward()
-    grads = {}
-    for name, w in weights.items():
-        grads[name] = (w.detach().float(), w.grad.detach().float())
-        w.grad = None
-        w.requires_grad_(False)
-    info = {"batches": len(batches), "batch_size": ctx.batch_size, "scored_tokens": total_scored,
-            "time_s": time.perf_counter() - t0, "peak_memory_mb": session.peak_memory_mb()}
-    return grads, info
+    mine = batches[session.rank::session.world]
+
+    def run_pass():
+        for b in mine:
+            batch = {k: v.to(session.device) for k, v in ctx.data.collate([examples[i] for i in b]).items()}
+            with session.autocast():
+                loss, _ = scored_loss_sum(model, batch)
+            (loss / max(total_scored, 1)).backward()
+
+    targets = {m.name for m in ctx.sel.modules}
+    modules = {name: mod for name, mod in model.named_modules() if name in targets}
+    info = {"batches": len(batches), "batches_per_process": len(mine), "batch_size": ctx.batch_size,
+            "scored_tokens": total_scored}
+    return modules, run_pass, info
+
+
+class _Gradients:
+    """The targets' accumulated weight gradients dL/dW, handed out one module at a time by
+    ``items()`` as (W, dL/dW) in fp32: each is summed over processes and converted only when
+    reached, then released, so at most one fp32 copy exists beside the accumulated gradients."""
+
+    def __init__(self, modules: dict, world: int):
+        self.modules, self.reduce = modules, all_reduce_sum(world)
+
+    def items(self):
+        for name, mod in self.modules.items():
+            g = mod.weight.grad if mod.weight.grad is not None else torch.zeros_like(mod.weight)
+            mod.weight.grad = None
+            self.reduce([g])
+            yield name, (mod.weight.detach().float(), g.float())
+            del g
+
+
+def _weight_gradients(ctx: ProbeContext) -> tuple[_Gradients, dict]:
+    """The exact weight gradients of every target module, accumulated over the probe batches
+    (``_gradient_pass``), and the pass's info. Holds one full gradient per target at once: the
+    memory of the target weights again (the sketch probe avoids it)."""
+    modules, run_pass, info = _gradient_pass(ctx)
+    for mod in modules.values():
+        mod.weight.requires_grad_(True)
+    try:
+        run_pass()
+    finally:
+        for mod in modules.values():
+            mod.weight.requires_grad_(False)  # the model is left frozen; the gradients stay in .grad until read
+    info["gradient_buffers_mb"] = sum(m.weight.numel() * m.weight.element_size() for m in modules.values()) / 2**20
+    return _Gradients(modules, ctx.session.world), info
+
+
+def _sketched_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
+    """Top ``r_max`` singular values of each target's weight gradient by the randomized range
+    finder of ``training/sketch.py``: 2 + 2 ``probe_power_iters`` passes, no full gradient."""
+    modules, run_pass, info = _gradient_pass(ctx)
+    dims = {m.name: (m.in_features, m.out_features) for m in ctx.sel.modules}
+    r_max, iters = ctx.cfg.params.r_max, ctx.cfg.probe.probe_power_iters
+    values = sketched_spectra(modules, dims, run_pass, all_reduce_sum(ctx.session.world), r_max, iters,
+                              seed=ctx.cfg.input.data_seed)
+    # The gradient buffer of the trainable factor, in the larger of the two kinds of pass.
+    info["gradient_buffers_mb"] = sum(max(i, o) * sketch_size(r_max, i, o) * 4 for i, o in dims.values()) / 2**20
+    info.update(passes=2 + 2 * iters, oversample=OVERSAMPLE)
+    return values, info
 
 
 @register_probe("gradient_spectra", ignore=_GRADIENT_IGNORE)
 def gradient_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
-    """Squared singular values (top ``r_max``) of each target module's accumulated weight gradient."""
-    grads, info = _weight_gradients(ctx)
-    spectra = {name: [float(x) ** 2 for x in torch.linalg.svdvals(g)[: ctx.cfg.params.r_max]]
-               for name, (_, g) in grads.items()}
-    info = {"probe": "gradient_spectra", **info,
+    """Squared singular values (top ``r_max``) of each target module's accumulated weight
+    gradient: exactly (full gradients and SVDs) or sketched (``probe_method``)."""
+    r_max, method = ctx.cfg.params.r_max, ctx.cfg.probe.probe_method
+    with _costed(ctx) as cost:
+        if method == "exact":
+            grads, info = _weight_gradients(ctx)
+            values = {name: torch.linalg.svdvals(g)[:r_max].tolist() for name, (_, g) in grads.items()}
+        else:
+            values, info = _sketched_spectra(ctx)
+    spectra = {name: [float(x) ** 2 for x in v] for name, v in values.items()}
+    info = {"probe": "gradient_spectra", "method": method, **info, **cost,
             "measure": "squared singular values of the accumulated weight gradient dL/dW per module"}
     return {"spectra": spectra}, info
 
 
-@register_probe("gora_importance", ignore=_GRADIENT_IGNORE + ("r_max",))
+@register_probe("gora_importance", ignore=_GRADIENT_IGNORE + _GRADIENT_METHOD_KEYS + ("r_max",))
 def gora_importance(ctx: ProbeContext) -> tuple[dict, dict]:
     """GoRA's importance of each target module: mean(|W * dL/dW|) over the matrix, the gradient
-    accumulated as for ``gradient_spectra`` (``strategies/gora.py`` says what differs from GoRA)."""
-    grads, info = _weight_gradients(ctx)
-    importance = {name: float((w * g).abs().mean()) for name, (w, g) in grads.items()}
-    return {"importance": importance}, {"probe": "gora_importance", **info,
+    accumulated as for ``gradient_spectra`` (``strategies/gora.py`` says what differs from GoRA).
+
+    Always exact: an elementwise product with W needs every entry of dL/dW, which a low-rank
+    sketch does not give. The gradients are still read one module at a time (``_Gradients``), so
+    beyond the accumulated gradients (the size of the target weights) it holds one fp32 copy."""
+    with _costed(ctx) as cost:
+        grads, info = _weight_gradients(ctx)
+        importance = {name: float((w * g).abs().mean()) for name, (w, g) in grads.items()}
+    return {"importance": importance}, {"probe": "gora_importance", **info, **cost,
                                         "measure": "mean |W * dL/dW| per module (GoRA's importance)"}
 
 
@@ -199,15 +276,14 @@ def weight_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
     W^T W of each target weight, fitted on its largest ``spectrum_tail`` fraction."""
     from ..strategies.spectrum import hill_alpha
 
-    t0 = time.perf_counter()
     targets = {m.name for m in ctx.sel.modules}
     alphas, tails = {}, {}
-    for name, mod in ctx.model.named_modules():
-        if name in targets:
-            eigs = _tail_eigenvalues(mod.weight, ctx.cfg.probe.spectrum_tail)
-            alphas[name], tails[name] = hill_alpha(eigs, len(eigs)), len(eigs)
-    info = {"probe": "weight_spectra", "modules": len(alphas), "tail_sizes": sorted(set(tails.values())),
-            "time_s": time.perf_counter() - t0, "peak_memory_mb": _peak_mb(ctx),
+    with _costed(ctx) as cost:
+        for name, mod in ctx.model.named_modules():
+            if name in targets:
+                eigs = _tail_eigenvalues(mod.weight, ctx.cfg.probe.spectrum_tail)
+                alphas[name], tails[name] = hill_alpha(eigs, len(eigs)), len(eigs)
+    info = {"probe": "weight_spectra", "modules": len(alphas), "tail_sizes": sorted(set(tails.values())), **cost,
             "measure": "Hill estimate of the power-law exponent of the eigenvalues of W^T W per module (weights only)"}
     return {"alphas": alphas}, info
 
@@ -235,18 +311,23 @@ def _tail_eigenvalues(weight, tail: float) -> list[float]:
 # the probe batch size. It runs forward passes of the base model only.
 @register_probe("eva_ranks", ignore=keys_of("lora", "stabilize", "adalora")
                 + ("method", "r_max", "lr", "epochs", "max_steps", "grad_accum", "weight_decay", "adam_beta1",
-                   "adam_beta2", "lr_schedule", "group_by_length", "probe_batches", "probe_steps") + _SIGNAL_KEYS)
+                   "adam_beta2", "lr_schedule", "group_by_length", "probe_batches", "probe_steps") + _SIGNAL_KEYS
+                + _GRADIENT_METHOD_KEYS)
 def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """PEFT's EVA rank redistribution: incremental SVD of each module's inputs until the top
     components converge (cosine similarity >= ``eva_tau``), then ranks by explained variance
     within a total of r x modules, each at most rho x r. Only the ranks are kept; LoRA is
-    initialised as usual, so the comparison is about where the ranks go."""
+    initialised as usual, so the comparison is about where the ranks go.
+
+    The forward passes run under the run's autocast, as training will (bf16 activations when the
+    run is bf16: less memory, the inputs the adapters will see). PEFT's incremental PCA runs
+    inside the same forward hooks, so its matrix products are autocast too; its QR and SVD run
+    in fp32 (autocast's fp32 list), and its statistics are accumulated in fp32/fp64."""
     from peft import EvaConfig, LoraConfig
     from peft.tuners.lora.eva import get_eva_state_dict
 
     from ..adapters import uses_fan_in_fan_out
 
-    t0 = time.perf_counter()
     cfg, session, examples = ctx.cfg, ctx.session, ctx.data.train
     order = list(range(len(examples)))
     random.Random(f"eva/{cfg.input.data_seed}").shuffle(order)
@@ -257,13 +338,14 @@ def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     config = LoraConfig(r=cfg.params.r, target_modules=[m.name for m in ctx.sel.modules], init_lora_weights="eva",
                         eva_config=EvaConfig(rho=cfg.probe.eva_rho, tau=cfg.probe.eva_tau),
                         fan_in_fan_out=uses_fan_in_fan_out(ctx.sel))
-    state = get_eva_state_dict(ctx.model, loader, peft_config=config, show_progress_bar=False)
+    with _costed(ctx) as cost, session.autocast():
+        state = get_eva_state_dict(ctx.model, loader, peft_config=config, show_progress_bar=False)
     ranks = {}
     for name in (m.name for m in ctx.sel.modules):
         comp = state.get(name)
         ranks[name] = int(comp.shape[0]) if comp is not None else 0
     info = {"probe": "eva", "examples": len(order), "batch_size": bs, "rho": cfg.probe.eva_rho,
-            "tau": cfg.probe.eva_tau, "time_s": time.perf_counter() - t0, "peak_memory_mb": session.peak_memory_mb(),
+            "tau": cfg.probe.eva_tau, "precision": session.precision, **cost,
             "measure": "ranks from PEFT's EVA explained-variance redistribution of module inputs"}
     return {"ranks": ranks}, info
 
@@ -272,7 +354,8 @@ def eva_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
 # its final ranks are allocated afterwards (NEVER_READ), on the alpha policies it does not use
 # (AdaLoRA scales by lora_alpha), or on the other probes' settings.
 @register_probe("adalora_ranks", ignore=("alpha_policy", "alpha_ratio", "r_max", "probe_batches",
-                                         "probe_batch_size", "eva_rho", "eva_tau", "eva_examples") + _SIGNAL_KEYS)
+                                         "probe_batch_size", "eva_rho", "eva_tau", "eva_examples") + _SIGNAL_KEYS
+                + _GRADIENT_METHOD_KEYS)
 def adalora_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """Final per-module ranks of a short AdaLoRA run on the already-loaded base model.
 
@@ -282,15 +365,15 @@ def adalora_ranks(ctx: ProbeContext) -> tuple[dict, dict]:
     """
     from .methods import AdaLoraMethod
 
-    t0 = time.perf_counter()
     cfg = ctx.cfg
     r = cfg.params.r
     pcfg = _probe_config(cfg, method="adalora", adalora_target_r=r,
                          adalora_init_r=max(cfg.adalora.adalora_init_r, int(round(1.5 * r))))
     method = AdaLoraMethod()
-    ranks, result = _train_briefly(ctx, pcfg, method, lambda model: method.realised_ranks(model, ctx.sel))
-    info = {"probe": "adalora", "steps": result.steps, "time_s": time.perf_counter() - t0,
-            "peak_memory_mb": ctx.session.peak_memory_mb(), "measure": "final per-module ranks of a short AdaLoRA run"}
+    with _costed(ctx) as cost:
+        ranks, result = _train_briefly(ctx, pcfg, method, lambda model: method.realised_ranks(model, ctx.sel))
+    info = {"probe": "adalora", "steps": result.steps, **cost,
+            "measure": "final per-module ranks of a short AdaLoRA run"}
     return {"ranks": ranks}, info
 
 
@@ -326,21 +409,20 @@ def _train_briefly(ctx: ProbeContext, pcfg, method, read):
 # on r_max (the allocation afterwards), on AdaLoRA's settings or on the other probes' settings.
 @register_probe("lora_update_spectra", ignore=keys_of("adalora") + (
     "method", "r", "r_max", "probe_batches", "probe_batch_size", "eva_rho", "eva_tau", "eva_examples",
-    "spectrum_tail"))
+    "spectrum_tail") + _GRADIENT_METHOD_KEYS)
 def lora_update_spectra(ctx: ProbeContext) -> tuple[dict, dict]:
     """Squared singular values of each module's learned update scaling * B A after a short uniform
     LoRA run at rank ``svd_probe_r`` (capped at min(in, out)) on the loaded base model."""
     from ..strategies import Plan
     from .methods import LoraMethod
 
-    t0 = time.perf_counter()
     top = ctx.cfg.probe.svd_probe_r
     pcfg = _probe_config(ctx.cfg, method="lora")
     plan = Plan("uniform", ctx.sel, {m.name: min(top, m.max_rank) for m in ctx.sel.modules}, pcfg.params)
     method = LoraMethod.from_config(pcfg, plan)
-    spectra, result = _train_briefly(ctx, pcfg, method, lambda model: _update_spectra(model, ctx.sel))
-    info = {"probe": "lora_update_spectra", "rank": top, "steps": result.steps, "time_s": time.perf_counter() - t0,
-            "peak_memory_mb": ctx.session.peak_memory_mb(),
+    with _costed(ctx) as cost:
+        spectra, result = _train_briefly(ctx, pcfg, method, lambda model: _update_spectra(model, ctx.sel))
+    info = {"probe": "lora_update_spectra", "rank": top, "steps": result.steps, **cost,
             "measure": "squared singular values of scaling * B A per module after a short uniform LoRA run"}
     return {"spectra": spectra}, info
 
