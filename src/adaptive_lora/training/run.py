@@ -233,7 +233,8 @@ class RunFiles:
 _BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "adalora", "prune_expand") + (
     "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
-    "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage") + DISPLAY_ONLY
+    "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage", "max_tokens",
+    "cast_cache") + DISPLAY_ONLY  # max_tokens re-cuts training micro-batches; cast_cache is bit-identical
 
 
 class Evaluator:
