@@ -55,6 +55,7 @@ def test_initialised_update_is_minus_gamma_g_projected_on_a(family):
     base = build_model(family)
     layout = layout_from_model(base)
     grads, _ = _weight_gradients(ProbeContext(cfg, _session(), data, base, layout, layout, None))
+    grads = dict(grads.items())  # (W, dL/dW) per module
 
     plan = make_plan(layout, "uniform", StrategyParams(r=4))
     model = wrap_model(build_model(family), plan, AlphaPolicy("constant", 8.0, 2.0), 0.1)
