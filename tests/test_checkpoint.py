@@ -161,21 +161,28 @@ def test_checkpoint_cadence_is_not_part_of_a_runs_identity():
         assert TrainConfig.from_dict({key: value}).cache_key("x", ()) == base.cache_key("x", ())
 
 
+def _crash_resume_equals_straight(cfg, tmp_path, monkeypatch, crash_after: int, resumed: int) -> Path:
+    """Train ``cfg`` straight; train it again with a crash after step ``crash_after``, then rerun:
+    the rerun resumes at ``resumed`` and ends like the straight run, plan included."""
+    straight = tmp_path / "straight"
+    train(cfg, straight)
+    out = tmp_path / "run"
+    monkeypatch.setattr(hooks, "after_step", hooks.raise_after(crash_after))
+    with pytest.raises(RuntimeError):
+        train(cfg, out)
+    monkeypatch.setattr(hooks, "after_step", None)
+    assert train(cfg, out)["resumed_from_step"] == resumed
+    _same_run(out, straight)
+    assert read_summary(out)["plan"] == read_summary(straight)["plan"]
+    return out
+
+
 def test_adalora_resumes_its_rank_allocator(train_env, tmp_path, monkeypatch):
     """AdaLoRA prunes by running importance averages: they are checkpointed too. A crash after
     step 7 (checkpoint at 6, pruning under way) and a rerun end like the straight run."""
     cfg = TrainConfig.from_dict(_cfg(train_env, method="adalora", adalora_init_r=6, adalora_target_r=2,
                                      adalora_tinit=2, adalora_tfinal=3, checkpoint_every=3))
-    straight = tmp_path / "straight"
-    train(cfg, straight)
-    out = tmp_path / "run"
-    monkeypatch.setattr(hooks, "after_step", hooks.raise_after(7))
-    with pytest.raises(RuntimeError):
-        train(cfg, out)
-    monkeypatch.setattr(hooks, "after_step", None)
-    assert train(cfg, out)["resumed_from_step"] == 6
-    _same_run(out, straight)
-    assert read_summary(out)["plan"] == read_summary(straight)["plan"]
+    _crash_resume_equals_straight(cfg, tmp_path, monkeypatch, crash_after=7, resumed=6)
 
 
 def test_prune_expand_resumes_its_masks_and_scores(train_env, tmp_path, monkeypatch):
@@ -184,16 +191,7 @@ def test_prune_expand_resumes_its_masks_and_scores(train_env, tmp_path, monkeypa
     at 4, 6 and 8) and a rerun end like the straight run, with the same ranks moved."""
     cfg = TrainConfig.from_dict(_cfg(train_env, method="prune_expand", alpha_policy="proportional", r_min=1,
                                      pe_warmup=2, pe_interval=2, pe_freeze=1, pe_moves=3, checkpoint_every=3))
-    straight = tmp_path / "straight"
-    train(cfg, straight)
-    out = tmp_path / "run"
-    monkeypatch.setattr(hooks, "after_step", hooks.raise_after(7))
-    with pytest.raises(RuntimeError):
-        train(cfg, out)
-    monkeypatch.setattr(hooks, "after_step", None)
-    assert train(cfg, out)["resumed_from_step"] == 6
-    _same_run(out, straight)
-    assert read_summary(out)["plan"] == read_summary(straight)["plan"]
+    out = _crash_resume_equals_straight(cfg, tmp_path, monkeypatch, crash_after=7, resumed=6)
     assert any(row.get("moved") for row in _rows(out))
 
 

@@ -214,13 +214,7 @@ class RayExecutor:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(num_cpus=self.cpus_per_run, num_gpus=gpus, max_retries=0, max_calls=1)(_ray_task)
         index = {s.run_id: i for i, s in enumerate(specs, start=1)}
-        queue = []
-        for spec in specs:
-            status, _ = read_status(out_dir / spec.run_id)
-            if status in ("completed", "diverged"):
-                rep.record(index[spec.run_id], spec, Outcome(status))
-            else:
-                queue.append(spec)
+        queue = self._unpark(list(specs), out_dir, index, rep)  # finished runs recorded, the rest queued
         cap = self.max_concurrent or len(queue) or 1
         # inflight: object ref -> (spec, start time, submitted attempt's worker id)
         crashes: dict[str, list[str]] = {}
