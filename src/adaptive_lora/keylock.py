@@ -6,9 +6,12 @@ thread touches it every ``heartbeat_s``; a claim whose file was not touched for
 ``stale_after_s`` belongs to a dead process (or a dead node) and is taken over. The clocks of the
 machines sharing a folder must agree to well within ``stale_after_s`` (NTP does).
 
-Takeover renames the stale file aside to a unique name and then creates a fresh one with
-``O_EXCL``: of several takers only one rename succeeds, and a taker that lost the race to a
-fresh claim puts it back (``os.link`` refuses to overwrite), so a live claim is never stolen.
+Takeover is serialised by a second exclusive-create file, ``<claim>.takeover``: its holder checks
+again, under it, that the claim is still the same stale one, deletes it and creates its own with
+``O_EXCL``. A taker that finds the claim replaced meanwhile stands down, so a live claim is never
+deleted; and a plain creator racing the taker for the freed path loses or wins by ``O_EXCL``, so
+there is never more than one holder. A ``.takeover`` file older than ``stale_after_s`` (a taker
+that died in between) is removed by the next taker.
 
 :func:`compute_once` guards one cache entry (``<key>.json``) with a claim on ``<key>.json.lock``:
 the first process computes and writes the value atomically, the others wait for the file, so N
@@ -18,7 +21,6 @@ the ``in`` / ``[]`` interface of a dict (the step-0 evaluation cache of a sweep)
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -161,28 +163,34 @@ class Claim:
         return True
 
     def _move_aside(self, stale: dict | None, by_age: bool) -> bool:
-        """Rename the stale claim to a unique name; only one of several takers succeeds."""
-        aside = self.path.with_name(f"{self.path.name}.stale-{self.token}")
+        """Delete the stale claim, under the takeover lock; False when it changed meanwhile (a new
+        holder, or a heartbeat that resumed) or another taker holds the lock."""
+        lock = self.path.with_name(self.path.name + ".takeover")
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return False  # another taker moved it first
-        moved = claim_info(aside)
-        age = _age_s(aside)
-        fresh = (moved or {}).get("token") != (stale or {}).get("token") or (
-            by_age and age is not None and age <= self.stale_after_s)
-        if fresh:
-            # We raced another taker and moved its brand-new claim: put it back unless someone
-            # created a claim meanwhile (link never overwrites), and stand down.
-            try:
-                os.link(aside, self.path)
-            except OSError as e:
-                if e.errno != errno.EEXIST:
-                    raise
-            os.unlink(aside)
+            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            age = _age_s(lock)
+            if age is not None and age > self.stale_after_s:  # its taker died mid-takeover
+                try:
+                    os.unlink(lock)
+                except FileNotFoundError:
+                    pass
             return False
-        os.unlink(aside)
-        return True
+        try:
+            now, age = claim_info(self.path), _age_s(self.path)
+            if age is None:
+                return True  # released meanwhile: the path is free for O_EXCL
+            if (now or {}).get("token") != (stale or {}).get("token"):
+                return False  # another process holds it now
+            if by_age and age <= self.stale_after_s:
+                return False  # its heartbeat resumed
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            return True
+        finally:
+            os.unlink(lock)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):

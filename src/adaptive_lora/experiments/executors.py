@@ -334,6 +334,16 @@ class MultiProcessExecutor:
             finally:
                 claim.release()
             rep.record(i, spec, outcome, time.perf_counter() - t0)
+        self._leave_together()
+
+    def _leave_together(self) -> None:
+        """One last collective, then close the group: a process that exits while its group is open
+        can abort a peer still inside it ("terminate called without an active exception")."""
+        self.broadcast(None)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
     @staticmethod
     def _decide(spec, run_dir, options, claim_cls):
