@@ -87,7 +87,9 @@ def main(argv: list[str]) -> int:
 
             executor = MultiProcessExecutor(main=os.environ["RANK"] == "0", broadcast=_broadcast())
             run_sweep(load_sweep(args.sweep), out_dir, train_fn, progress=False, options=options, executor=executor)
-            return 0
+            from adaptive_lora.cli.run_cmd import exit_now
+
+            exit_now(0)  # as 'adaptive-lora run' ends a multi-process sweep
         from adaptive_lora.cli.run_cmd import _sigterm_interrupts
 
         run = run_worker if args.worker else run_sweep

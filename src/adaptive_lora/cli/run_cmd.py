@@ -188,7 +188,7 @@ def _broadcast():
 
 
 def run_command(args) -> int:
-    from ..experiments import load_sweep
+    from ..experiments import MultiProcessExecutor, load_sweep
     from ..overrides import parse_overrides
     from .checks import writable_folder
 
@@ -200,7 +200,23 @@ def run_command(args) -> int:
         return dry_run(sweep, out)
     options = exec_options(args, sweep)
     with _sigterm_interrupts():
-        return _run_sweep(args, sweep, out, executor, options)
+        rc = _run_sweep(args, sweep, out, executor, options)
+    if isinstance(executor, MultiProcessExecutor):
+        exit_now(rc)
+    return rc
+
+
+def exit_now(rc: int) -> None:
+    """End a process of a multi-process sweep (everything written, the group closed) without
+    running C++ static destructors: gloo's and the TCP store's threads can otherwise abort the
+    process at exit ("terminate called without an active exception", exit -6) after a sweep that
+    succeeded."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def _run_sweep(args, sweep, out: Path, executor, options) -> int:

@@ -343,6 +343,7 @@ class MultiProcessExecutor:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     @staticmethod
