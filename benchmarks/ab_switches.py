@@ -15,6 +15,11 @@ several threads).
 * ``lora_dropout``: the workload's 0.1 vs 0 (what LoRA dropout's random masks cost);
 * ``micro-batch size``: 8 examples vs the step's 32 in one micro-batch (what larger GEMMs gain
   per token; the ``max_tokens`` switch's upper bound).
+* ``compile``: eager vs every decoder layer under ``torch.compile`` (inductor, static shapes:
+  the micro-batch keeps its shape), with inductor's ``fallback_random`` so dropout draws its
+  masks from the eager generator (inductor's own CPU generator made a step slower than eager);
+  the first compiled call includes compilation, so read it with ``--repeats`` >= 3 (medians).
+  Not a switch of the tool (yet): this measures whether it would pay.
 """
 
 from __future__ import annotations
@@ -123,8 +128,24 @@ def main(argv=None) -> int:
             return None
         return f
 
+    layers = next(m for n, m in model.named_modules() if n.endswith("layers") and isinstance(m, torch.nn.ModuleList))
+
+    def compiled(on):
+        def f():
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True
+            for layer in layers:
+                if on and getattr(layer, "_compiled_call_impl", None) is None:
+                    layer.compile(dynamic=False)
+                elif not on:
+                    layer._compiled_call_impl = None
+            return None
+        return f
+
     switches = {
         "cast_cache": (cache(False), cache(True)),
+        "compile": (compiled(False), compiled(True)),
         "lora_dropout": (dropout(p), dropout(0.0)),
         "micro-batch size": (lambda: "8", lambda: "32"),
     }
@@ -136,6 +157,7 @@ def main(argv=None) -> int:
             out[name] = ab(name, model, batches, amp, a, b, args.repeats)
             cache(True)()
             dropout(p)()
+            compiled(False)()
     out["loadavg_after"] = os.getloadavg()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     write_json(OUT_DIR / "ab_switches.json", out)

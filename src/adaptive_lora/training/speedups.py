@@ -29,7 +29,9 @@ def _cached_linear_forward(self, x):
             and not self.weight.requires_grad):
         w = self.weight
         # A frozen weight changed in place (a merge, a reload) makes the copy stale: re-cast.
-        if self._cast_key != (w.data_ptr(), w._version):
+        # Not inside a compiled graph: a data pointer there is a guard per module, and every one of
+        # a model's linears would recompile it (``compile`` refreshes the copies before each fit).
+        if not torch.compiler.is_compiling() and self._cast_key != (w.data_ptr(), w._version):
             _fill_cache(self)
         return F.linear(x.to(self._cast_dtype), self._cast_weight, self._cast_bias)
     return F.linear(x, self.weight, self.bias)
