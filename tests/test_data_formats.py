@@ -323,6 +323,29 @@ def test_damaged_cache_file_is_recomputed(tmp_path):
     assert cached_tokenize(tmp_path, key, compute)[1] is True
 
 
+def test_processes_missing_together_tokenise_once(tmp_path):
+    # The claim of keylock.compute_once: one computes, the others wait for its file and read it.
+    import threading
+
+    tok, _ = prefix_space_tokenizer()
+    key = data_key([REC], tokenizer_fingerprint(tok), 4096, "response")
+    calls, results = [], []
+
+    def compute():
+        calls.append(1)
+        threading.Event().wait(0.3)  # long enough for every thread to miss
+        return tokenize_records([REC], tok, 4096)
+
+    threads = [threading.Thread(target=lambda: results.append(cached_tokenize(tmp_path, key, compute)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(hit for _, hit in results) == [False, True, True, True]
+    assert all(r.examples == results[0][0].examples for r, _ in results)
+
+
 def test_cache_key_changes_with_every_input(tmp_path):
     tok, _ = prefix_space_tokenizer()
     fp = tokenizer_fingerprint(tok)

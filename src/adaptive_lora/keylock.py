@@ -213,30 +213,34 @@ def _distributed() -> bool:
 
 def compute_once(path: str | os.PathLike, compute: Callable[[], Any], poll_s: float = 0.2,
                  heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-                 stale_after_s: float = DEFAULT_STALE_AFTER_S) -> tuple[Any, bool]:
-    """``(value, computed_here)``: the JSON at ``path``, or ``compute()`` written there atomically.
+                 stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                 read: Callable[[Path], Any] = _io.read_json,
+                 write: Callable[[Path, Any], None] = _io.atomic_write_json) -> tuple[Any, bool]:
+    """``(value, computed_here)``: ``read(path)``, or ``compute()`` stored with ``write(path, value)``.
 
     Among processes sharing the folder, one computes and the others wait (polling every
     ``poll_s``) for its file; a holder that died is taken over after ``stale_after_s``. When
     ``compute`` raises, the lock is released and the exception propagates (a waiter then computes).
+    ``write`` must be atomic (a temporary file renamed into place): a waiter reads as soon as the
+    file exists. The default pair stores JSON; ``data/cache.py`` stores tensors.
     """
     path = Path(path)
     if _distributed():
         if path.is_file():
-            return _io.read_json(path), False
+            return read(path), False
         value = compute()
-        _io.atomic_write_json(path, value)
+        write(path, value)
         return value, True
     lock = Claim(path.with_name(path.name + ".lock"), {"what": "cache entry"}, heartbeat_s, stale_after_s)
     while True:
         if path.is_file():
-            return _io.read_json(path), False
+            return read(path), False
         if lock.acquire():
             try:
                 if path.is_file():  # written between our check and our claim
-                    return _io.read_json(path), False
+                    return read(path), False
                 value = compute()
-                _io.atomic_write_json(path, value)
+                write(path, value)
                 return value, True
             finally:
                 lock.release()

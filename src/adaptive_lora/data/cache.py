@@ -8,8 +8,9 @@ and the tokenisation code itself (:data:`TOKENIZE_VERSION` and the source of the
 tokenise). Nothing else can change a tokenised example, so a hit is exact.
 
 A file is written to a temporary name and renamed into place, so a reader sees a whole file or
-none. Processes that miss at the same time wait on a lock file while the first one tokenises
-(on systems without ``fcntl`` each tokenises for itself: same result, more work).
+none. Processes that miss at the same time wait while the first one tokenises: the claim of
+``keylock.compute_once``, which works on shared file systems and survives a holder that died
+(the processes of one distributed launch each tokenise for themselves: same result, more work).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .. import keylock
 from .tokenize import TOKENIZE_VERSION, TokenizedSet
 
 
@@ -76,20 +78,14 @@ def cached_tokenize(folder, key: str, compute) -> tuple[TokenizedSet, bool]:
     path = folder / f"{key}.pt"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = open(folder / f"{key}.lock", "a+")
+        if path.is_file() and _read(path) is None:
+            path.unlink()  # a file from another version, or damaged on disk: made again
+        result, computed = keylock.compute_once(path, compute, read=_read, write=_write_if_possible)
     except OSError:  # an unusable cache folder costs time, never the run
         return compute(), False
-    with lock:
-        _exclusive(lock)  # released when the file closes
-        found = _read(path)
-        if found is not None:
-            return found, True
-        result = compute()
-        try:
-            _write(path, result)
-        except OSError:
-            pass  # a full disk: the next run tokenises again
-    return result, False
+    if result is None:  # unreadable although just checked (replaced meanwhile): not worth failing for
+        return compute(), False
+    return result, not computed
 
 
 def _read(path: Path) -> TokenizedSet | None:
@@ -105,6 +101,13 @@ def _read(path: Path) -> TokenizedSet | None:
         return TokenizedSet(examples=examples, n_dropped=int(blob["n_dropped"]), n_truncated=int(blob["n_truncated"]))
     except Exception:  # a file from another version, or damaged on disk: not worth failing a run for
         return None
+
+
+def _write_if_possible(path: Path, result: TokenizedSet) -> None:
+    try:
+        _write(path, result)
+    except OSError:
+        pass  # a full disk: the next run tokenises again
 
 
 def _write(path: Path, result: TokenizedSet) -> None:
@@ -124,11 +127,3 @@ def _write(path: Path, result: TokenizedSet) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
-
-def _exclusive(handle) -> None:
-    """Wait for an exclusive lock on an open file (a no-op on systems without ``fcntl``)."""
-    try:
-        import fcntl
-    except ImportError:
-        return
-    fcntl.flock(handle, fcntl.LOCK_EX)
