@@ -323,29 +323,6 @@ def test_damaged_cache_file_is_recomputed(tmp_path):
     assert cached_tokenize(tmp_path, key, compute)[1] is True
 
 
-def test_processes_missing_together_tokenise_once(tmp_path):
-    # The claim of keylock.compute_once: one computes, the others wait for its file and read it.
-    import threading
-
-    tok, _ = prefix_space_tokenizer()
-    key = data_key([REC], tokenizer_fingerprint(tok), 4096, "response")
-    calls, results = [], []
-
-    def compute():
-        calls.append(1)
-        threading.Event().wait(0.3)  # long enough for every thread to miss
-        return tokenize_records([REC], tok, 4096)
-
-    threads = [threading.Thread(target=lambda: results.append(cached_tokenize(tmp_path, key, compute)))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1 and sorted(hit for _, hit in results) == [False, True, True, True]
-    assert all(r.examples == results[0][0].examples for r, _ in results)
-
-
 def test_cache_key_changes_with_every_input(tmp_path):
     tok, _ = prefix_space_tokenizer()
     fp = tokenizer_fingerprint(tok)
@@ -372,8 +349,8 @@ def test_cache_key_changes_with_every_input(tmp_path):
 
 
 def test_processes_missing_together_tokenise_once(tmp_path):
-    """Ranks of one run start together: the first tokenises under the lock, the others read its file.
-    (flock locks belong to an open file, so two threads opening it stand in for two processes.)"""
+    """Sweep workers that miss together: the first tokenises under keylock's claim, the others
+    wait for its file and read it (claims are files, so threads stand in for processes)."""
     import threading
     import time
 
@@ -383,18 +360,18 @@ def test_processes_missing_together_tokenise_once(tmp_path):
 
     def compute():
         calls.append(1)
-        time.sleep(0.3)  # long enough for the other thread to reach the lock
+        time.sleep(0.3)  # long enough for the others to reach the claim
         return tokenize_records([REC], tok, 4096)
 
     threads = [threading.Thread(target=lambda: results.append(cached_tokenize(tmp_path, key, compute)))
-               for _ in range(2)]
+               for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(calls) == 1
-    assert sorted(hit for _, hit in results) == [False, True]
-    assert results[0][0].examples == results[1][0].examples
+    assert sorted(hit for _, hit in results) == [False, True, True, True]
+    assert all(r.examples == results[0][0].examples for r, _ in results)
 
 
 def test_main_job_tokens_unchanged_on_smollm2():

@@ -11,7 +11,8 @@ from adaptive_lora.data import PadCollator
 from adaptive_lora.layout import layout_from_model
 from adaptive_lora.strategies import StrategyParams, make_plan
 from adaptive_lora.training import TrainConfig, train
-from adaptive_lora.training.gora_init import compressed_b, gora_initialise, lora_layers, probe_batches
+from adaptive_lora.adapters.audit import lora_layers
+from adaptive_lora.training.gora_init import compressed_b, gora_initialise, probe_batches
 from adaptive_lora.training.prepare import TrainData
 from adaptive_lora.training.probe import ProbeContext, _weight_gradients
 from adaptive_lora.training.session import Session
@@ -69,8 +70,7 @@ def test_initialised_update_is_minus_gamma_g_projected_on_a(family):
     for n, p in model.named_parameters():
         if n in before:
             assert torch.equal(p, before[n]), n
-    for name, layer in lora_layers(model).items():
-        key = name.removeprefix("base_model.model.")
+    for key, layer in lora_layers(model).items():
         s = float(layer.scaling["default"])
         a = layer.lora_A["default"].weight.detach().double()
         b = layer.lora_B["default"].weight.detach().double()

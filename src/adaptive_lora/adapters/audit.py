@@ -32,17 +32,22 @@ class AuditReport:
         return sum(m["params"] for m in self.modules.values())
 
 
-def realised_ranks(model, adapter: str = "default") -> dict:
-    """{module_name: {"rank", "scaling", "params"}} for every LoRA layer in ``model``."""
+def lora_layers(model, adapter: str = "default") -> dict:
+    """``{plain module name: PEFT LoRA layer}`` of every module that holds ``adapter``: the one
+    lookup of adapted modules (audit, GoRA's initialisation, prune-and-expand, the SVD probe)."""
     from peft.tuners.lora import LoraLayer
 
+    return {plain_name(name): module for name, module in model.named_modules()
+            if isinstance(module, LoraLayer) and adapter in getattr(module, "r", {})}
+
+
+def realised_ranks(model, adapter: str = "default") -> dict:
+    """{module_name: {"rank", "scaling", "params"}} for every LoRA layer in ``model``."""
     out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer) and adapter in getattr(module, "r", {}):
-            r = int(module.r[adapter])
-            params = sum(p.numel() for p in module.lora_A[adapter].parameters())
-            params += sum(p.numel() for p in module.lora_B[adapter].parameters())
-            out[plain_name(name)] = {"rank": r, "scaling": float(module.scaling[adapter]), "params": int(params)}
+    for name, module in lora_layers(model, adapter).items():
+        params = sum(p.numel() for p in module.lora_A[adapter].parameters())
+        params += sum(p.numel() for p in module.lora_B[adapter].parameters())
+        out[name] = {"rank": int(module.r[adapter]), "scaling": float(module.scaling[adapter]), "params": int(params)}
     return out
 
 

@@ -33,6 +33,7 @@ import time
 
 import torch
 
+from ..adapters.audit import lora_layers
 from ..evaluation import scored_loss_sum
 from .prepare import probe_batches as _probe_batches, scored_predictions
 
@@ -41,12 +42,6 @@ def probe_batches(cfg, n_train: int) -> list[list[int]]:
     """The gradient probes' batches (``probe_batches`` x ``probe_batch_size``, drawn with ``data_seed``)."""
     return _probe_batches(n_train, cfg.probe.probe_batch_size or cfg.optim.batch_size, cfg.probe.probe_batches,
                           cfg.input.data_seed)
-
-
-def lora_layers(model) -> dict:
-    """``{module name: LoRA layer}`` of every adapted module (PEFT's ``lora_A``/``lora_B`` holders)."""
-    return {name: mod for name, mod in model.named_modules()
-            if hasattr(mod, "lora_A") and "default" in getattr(mod, "lora_A", {})}
 
 
 def compressed_b(grad_b: torch.Tensor, a: torch.Tensor, scaling: float, gamma: float) -> torch.Tensor:

@@ -23,11 +23,10 @@ from typing import Callable
 
 import torch
 
-from .. import _io
 from .. import keylock
+from ..adapters.audit import lora_layers
 from ..errors import UserError
 from ..evaluation import scored_loss_sum
-from ..layout.discover import plain_name
 from .config import KEY_GROUP, keys_of
 from .prepare import probe_batches as _probe_batches, scored_predictions
 from .sketch import OVERSAMPLE, all_reduce_sum, sketch_size, sketched_spectra
@@ -433,13 +432,12 @@ def _update_spectra(model, sel) -> dict:
     factorisations (B = Q1 R1, A^T = Q2 R2, so B A = Q1 (R1 R2^T) Q2^T): no out x in product."""
     targets = {m.name for m in sel.modules}
     out = {}
-    for name, mod in model.named_modules():
-        plain = plain_name(name)
-        if plain in targets and hasattr(mod, "lora_A"):
+    for name, mod in lora_layers(model).items():
+        if name in targets:
             a = mod.lora_A["default"].weight.detach().float()
             b = mod.lora_B["default"].weight.detach().float() * float(mod.scaling["default"])
             core = torch.linalg.qr(b)[1] @ torch.linalg.qr(a.T)[1].T
-            out[plain] = [float(x) ** 2 for x in torch.linalg.svdvals(core)]
+            out[name] = [float(x) ** 2 for x in torch.linalg.svdvals(core)]
     return out
 
 

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..adapters.audit import lora_layers
+
 
 @dataclass
 class Slot:
@@ -203,10 +205,10 @@ class RankMover:
 def build_slots(model, plan, caps: dict) -> list[Slot]:
     """A :class:`Slot` per adapted module, the components past its planned rank zeroed."""
     by = plan.layout.by_name()
-    layers = {name: mod for name, mod in model.named_modules() if hasattr(mod, "lora_A") and "default" in mod.lora_A}
+    layers = lora_layers(model)
     slots = []
     for name, rank in plan.adapted.items():
-        layer = next(mod for full, mod in layers.items() if full == name or full.endswith("." + name))
+        layer = layers[name]
         cap = caps[name]
         active = torch.arange(cap) < rank
         slot = Slot(name, layer, by[name].in_features + by[name].out_features, cap, active,
