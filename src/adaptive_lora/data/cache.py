@@ -76,10 +76,14 @@ def cached_tokenize(folder, key: str, compute) -> tuple[TokenizedSet, bool]:
         return compute(), False
     folder = Path(folder).expanduser()
     path = folder / f"{key}.pt"
+    existed = path.is_file()
+    found = _read(path) if existed else None  # a hit, the common case: one read, no claim
+    if found is not None:
+        return found, True
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and _read(path) is None:
-            path.unlink()  # a file from another version, or damaged on disk: made again
+        if existed:
+            path.unlink(missing_ok=True)  # a file from another version, or damaged on disk: made again
         result, computed = keylock.compute_once(path, compute, read=_read, write=_write_if_possible)
     except OSError:  # an unusable cache folder costs time, never the run
         return compute(), False
