@@ -206,6 +206,20 @@ def run_command(args) -> int:
     return rc
 
 
+def end_process_group(rc: int) -> int:
+    """After a run that ended normally under ``torchrun``/``accelerate launch``: one last barrier,
+    close the process group, then :func:`exit_now`, so that a run that succeeded is not reported
+    as a crash by the launcher. Outside a group of several processes: returns ``rc``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return rc
+    dist.barrier()
+    dist.destroy_process_group()
+    exit_now(rc)
+    return rc  # not reached
+
+
 def exit_now(rc: int) -> None:
     """End a process of a multi-process sweep (everything written, the group closed) without
     running C++ static destructors: gloo's and the TCP store's threads can otherwise abort the

@@ -77,6 +77,15 @@ def train_command(args) -> int:
         _io.atomic_write_json(out / "summary.json", RunSummary.failed(error, meta, cfg.to_dict()).to_dict())
         print(f"adaptive-lora: run failed: {error} (traceback in {out / 'error.log'})", file=sys.stderr)
         return 1
+    # Every process reaches this line (a divergence is decided on all of them alike): they close
+    # their process group together and exit without C++ teardown (see run_cmd.end_process_group).
+    from .run_cmd import end_process_group
+
+    return end_process_group(_report(summary, out))
+
+
+def _report(summary: dict, out: Path) -> int:
+    """Print the run's outcome (one process of several reports) and return the exit code."""
     quiet = int(os.environ.get("RANK", "0")) != 0  # under torchrun every process returns; one reports
     if summary["status"] == "diverged":
         if not quiet:
