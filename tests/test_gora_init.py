@@ -12,7 +12,8 @@ from adaptive_lora.layout import layout_from_model
 from adaptive_lora.strategies import StrategyParams, make_plan
 from adaptive_lora.training import TrainConfig, train
 from adaptive_lora.adapters.audit import lora_layers
-from adaptive_lora.training.gora_init import compressed_b, gora_initialise, probe_batches
+from adaptive_lora.training.gora_init import compressed_b, gora_initialise
+from adaptive_lora.training.prepare import gradient_probe_batches as probe_batches
 from adaptive_lora.training.prepare import TrainData
 from adaptive_lora.training.probe import ProbeContext, _weight_gradients
 from adaptive_lora.training.session import Session

@@ -212,10 +212,11 @@ def end_process_group(rc: int) -> int:
     as a crash by the launcher. Outside a group of several processes: returns ``rc``."""
     import torch.distributed as dist
 
+    from ..experiments.executors import close_process_group
+
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return rc
-    dist.barrier()
-    dist.destroy_process_group()
+    close_process_group()
     exit_now(rc)
     return rc  # not reached
 

@@ -35,6 +35,7 @@ from typing import Any, Callable
 from .._io import append_jsonl, atomic_write_json, atomic_write_text, iter_jsonl, jsonable, read_json
 from ..errors import UserError
 from ..keylock import DEFAULT_HEARTBEAT_S, DEFAULT_STALE_AFTER_S, Claim
+from ..schema import STATUSES
 from .sweep import RunSpec
 
 __all__ = ["ExecOptions", "Outcome", "execute", "read_status", "FINISHED_STATUSES", "STATUSES", "crashed_attempts",
@@ -42,7 +43,6 @@ __all__ = ["ExecOptions", "Outcome", "execute", "read_status", "FINISHED_STATUSE
 
 # Statuses of a run that is done for good; "failed" is retried on the next invocation.
 FINISHED_STATUSES = ("completed", "diverged")
-STATUSES = ("completed", "diverged", "failed")
 CLAIM_NAME = "claim.json"
 ATTEMPTS_NAME = "attempts.jsonl"
 # What survives the clearing of an unfinished run besides the claim and the log of executions:

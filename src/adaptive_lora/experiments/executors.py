@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from .claims import CLAIM_NAME, ExecOptions, Outcome, crashed_attempts, died_reason, execute, mark_failed, read_status
+from .claims import (CLAIM_NAME, FINISHED_STATUSES, ExecOptions, Outcome, crashed_attempts, died_reason, execute,
+                     mark_failed, read_status)
 from .sweep import RunSpec
 
 __all__ = ["LocalExecutor", "RayExecutor", "Reporter", "RAY_INSTALL_HINT"]
@@ -57,7 +58,7 @@ class Reporter:
     def record(self, i: int, spec: RunSpec, outcome: Outcome, seconds: float | None = None) -> None:
         (self.result.ran if outcome.ran else self.result.skipped).append(spec.run_id)
         self.result.statuses[spec.run_id] = outcome.status
-        if not outcome.ran and outcome.status in ("completed", "diverged") and seconds is None:
+        if not outcome.ran and outcome.status in FINISHED_STATUSES and seconds is None:
             self.log(f"{self.tag(i, spec)} skipped ({outcome.status})")
             return
         line = f"{self.tag(i, spec)} {outcome.status}" + (f" ({fmt_time(seconds)})" if seconds is not None else "")
@@ -100,7 +101,7 @@ class LocalExecutor:
     def _one(i: int, spec: RunSpec, out_dir: Path, train_fn: Callable, options: ExecOptions, rep: Reporter) -> bool:
         """Execute one run; False when another process holds it."""
         status, _ = read_status(out_dir / spec.run_id)
-        if status in ("completed", "diverged"):
+        if status in FINISHED_STATUSES:
             rep.record(i, spec, Outcome(status))
             return True
         rep.log(f"{rep.tag(i, spec)} ...")  # the trainer prints its own progress while the run goes
@@ -261,7 +262,7 @@ class RayExecutor:
         again = []
         for spec in parked:
             status, _ = read_status(out_dir / spec.run_id)
-            if status in ("completed", "diverged"):
+            if status in FINISHED_STATUSES:
                 rep.record(index[spec.run_id], spec, Outcome(status))
             else:
                 again.append(spec)
@@ -340,16 +341,12 @@ class MultiProcessExecutor:
         """One last collective, then close the group: a process that exits while its group is open
         can abort a peer still inside it ("terminate called without an active exception")."""
         self.broadcast(None)
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
+        close_process_group()
 
     @staticmethod
     def _decide(spec, run_dir, options, claim_cls):
         status, _ = read_status(run_dir)
-        if status in ("completed", "diverged"):
+        if status in FINISHED_STATUSES:
             return ("skip", status), None
         run_dir.mkdir(parents=True, exist_ok=True)
         claim = claim_cls(run_dir / CLAIM_NAME, {"run_id": spec.run_id, "worker": options.worker_id},
@@ -361,3 +358,16 @@ class MultiProcessExecutor:
             mark_failed(spec, run_dir, died_reason(crashes, options.max_retries))
             return ("skip", "failed"), claim
         return ("train", None), claim
+
+
+def close_process_group() -> bool:
+    """Leave the ``torch.distributed`` group together (a barrier), then destroy it; False when no
+    group is open. A process that exits while its group is open can abort a peer still inside it
+    ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True

@@ -31,20 +31,18 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .._io import atomic_write_json, read_json
 from ..errors import UserError
 from ..keylock import Claim
-from .claims import FINISHED_STATUSES, STATUSES, ExecOptions, plain as _plain, read_status
+from .claims import FINISHED_STATUSES, STATUSES, ExecOptions, _now, plain as _plain, read_status
 from .executors import LocalExecutor, MultiProcessExecutor, Reporter, fmt_time
 from .sweep import RunSpec, Sweep
 
 __all__ = ["SweepResult", "run_sweep", "run_worker", "FINISHED_STATUSES", "sweep_lock", "read_status", "run_state"]
 
-_STATUSES = STATUSES
 LOCK_NAME = ".lock"
 # sweep.json is rewritten by the driver and by every worker that starts: one at a time.
 _DEFINITION_LOCK = ".sweep.json.lock"
@@ -65,7 +63,7 @@ class SweepResult:
     @property
     def counts(self) -> dict[str, int]:
         """Number of runs per status, e.g. ``{"completed": 8, "diverged": 1, "failed": 0}``."""
-        out = {s: 0 for s in _STATUSES}
+        out = {s: 0 for s in STATUSES}
         for status in self.statuses.values():
             out[status] = out.get(status, 0) + 1
         return out
@@ -119,10 +117,6 @@ class sweep_lock:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _flatten(d: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -23,7 +23,6 @@ ends with the same weights, metrics and eval loss as an uninterrupted one, bit f
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -126,6 +125,7 @@ class Checkpointer:
         self.state: dict | None = None  # the loaded state.pt, until restore() applies it
         self.metrics_text = ""  # metrics.jsonl as it was at the checkpoint
         self.base_eval: dict | None = None  # the step-0 eval rows, kept so a rerun does not redo them
+        self.init_info: dict | None = None  # what an initialisation stage (gora_init) reported, likewise
         self._stop = False  # set by the SIGTERM handler
         self._written: Path | None = None
         if session.sharded and self.every:
@@ -155,6 +155,7 @@ class Checkpointer:
             self.state["rng"] = torch.load(rank_file, weights_only=True)
         self.metrics_text = (found.path / "metrics.jsonl").read_text(encoding="utf-8")
         self.base_eval = self.state["base_eval"]
+        self.init_info = self.state.get("init_info")
         self.resumed = found
         self.time_s += time.perf_counter() - t0
         self._note(f"{found.path}: resuming at step {found.step}")
@@ -226,7 +227,7 @@ class Checkpointer:
                 "clipper_ema": parts.clipper.ema, "method": method.state(unwrapped), "rng": rng_state(),
                 "fit": {"steps": res.steps, "train_time": res.train_time, "tokens": res.tokens,
                         "examples": res.examples, "grad_norms": list(res.grad_norms), "last_eval": res.last_eval},
-                "base_eval": self.base_eval,
+                "base_eval": self.base_eval, "init_info": self.init_info,
             }
             _save(torch, state, tmp / "state.pt")
             metrics = self.out / "metrics.jsonl"

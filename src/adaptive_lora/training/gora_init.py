@@ -35,13 +35,7 @@ import torch
 
 from ..adapters.audit import lora_layers
 from ..evaluation import scored_loss_sum
-from .prepare import probe_batches as _probe_batches, scored_predictions
-
-
-def probe_batches(cfg, n_train: int) -> list[list[int]]:
-    """The gradient probes' batches (``probe_batches`` x ``probe_batch_size``, drawn with ``data_seed``)."""
-    return _probe_batches(n_train, cfg.probe.probe_batch_size or cfg.optim.batch_size, cfg.probe.probe_batches,
-                          cfg.input.data_seed)
+from .prepare import scored_predictions
 
 
 def compressed_b(grad_b: torch.Tensor, a: torch.Tensor, scaling: float, gamma: float) -> torch.Tensor:

@@ -62,10 +62,11 @@ class LoraMethod:
         """GoRA's gradient-compressing initialisation of B when ``gora_init`` is on."""
         if self.init is None:
             return None
-        from .gora_init import gora_initialise, probe_batches
+        from .gora_init import gora_initialise
+        from .prepare import gradient_probe_batches
 
         gamma, cfg = self.init
-        return gora_initialise(model, session, data, probe_batches(cfg, len(data.train)), gamma)
+        return gora_initialise(model, session, data, gradient_probe_batches(cfg, len(data.train)), gamma)
 
     def module_ranks(self) -> dict:
         return self.plan.adapted

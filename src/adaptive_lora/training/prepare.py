@@ -97,3 +97,10 @@ def probe_batches(n_examples: int, batch_size: int, n_batches: int, seed: int) -
     random.Random(f"probe/{seed}").shuffle(order)
     order = order[: batch_size * n_batches]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def gradient_probe_batches(cfg, n_train: int) -> list[list[int]]:
+    """:func:`probe_batches` as a run's config sets it: ``probe_batches`` x ``probe_batch_size``
+    (default the run's ``batch_size``), drawn with ``data_seed``."""
+    return probe_batches(n_train, cfg.probe.probe_batch_size or cfg.optim.batch_size, cfg.probe.probe_batches,
+                         cfg.input.data_seed)

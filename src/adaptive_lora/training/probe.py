@@ -28,7 +28,7 @@ from ..adapters.audit import lora_layers
 from ..errors import UserError
 from ..evaluation import scored_loss_sum
 from .config import KEY_GROUP, keys_of
-from .prepare import probe_batches as _probe_batches, scored_predictions
+from .prepare import gradient_probe_batches, scored_predictions
 from .sketch import OVERSAMPLE, all_reduce_sum, sketch_size, sketched_spectra
 
 PROBE_VERSION = 4  # bump when a probe's definition changes, so old cache entries are not reused
@@ -165,7 +165,7 @@ def _gradient_pass(ctx: ProbeContext):
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
-    batches = _probe_batches(len(examples), ctx.batch_size, ctx.cfg.probe.probe_batches, ctx.cfg.input.data_seed)
+    batches = gradient_probe_batches(ctx.cfg, len(examples))
     total_scored = sum(scored_predictions(examples[i]) for b in batches for i in b)
     mine = batches[session.rank::session.world]
 

@@ -63,14 +63,16 @@ def train(cfg: TrainConfig, out_dir=None, meta: RunMeta | None = None, accelerat
     set_seed(cfg.optim.seed)
     model = method.attach(model, layout.select(cfg.plan.targets), cfg, total)
     model = model if cfg.model_load.quantization else model.to(session.device)
-    init_info = method.initialise(model, session, data)  # GoRA's init (gora_init), else None
-    probe_info = {**(probe_info or {}), "init": init_info} if init_info else probe_info
     ckpt = Checkpointer(out, cfg, session)
     resumed = ckpt.load()  # the newest checkpoint of this same run, if the folder holds one
+    # GoRA's init (gora_init), else None; a resumed run's adapters come from its checkpoint.
+    init_info = ckpt.init_info = ckpt.init_info if resumed else method.initialise(model, session, data)
+    probe_info = {**(probe_info or {}), "init": init_info} if init_info else probe_info
     files = RunFiles(out, session.main, meta)
     files.start(cfg, method, probe_info, ckpt.metrics_text)
     evaluator = Evaluator(cfg, session, data, files.log, model)
-    base_eval = ckpt.base_eval if resumed else evaluator.base(base_eval_cache)
+    # After GoRA's init B != 0: step 0 is not the base model (and depends on A, the seed): not shared.
+    base_eval = ckpt.base_eval if resumed else evaluator.base(None if init_info else base_eval_cache)
     ckpt.base_eval = base_eval
     setup_s = time.perf_counter() - t_setup
     layers = {m.name: m.layer for m in layout.modules}
@@ -287,8 +289,6 @@ class Evaluator:
 
     def base(self, cache: dict | None) -> dict:
         """``full(0)``, or the same rows from the sweep's cache (logged with ``cached: true``)."""
-        if self.cfg.lora.gora_init:
-            cache = None  # GoRA's B != 0: step 0 is not the base model, and depends on A (the seed)
         key = self.cfg.cache_key("base_eval", _BASE_EVAL_IGNORES, {"amp": self.session.precision,
                                                                  "world": self.session.world})
         if cache is not None and key in cache:
