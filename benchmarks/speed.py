@@ -9,7 +9,7 @@ Steps, each training run in a fresh subprocess so no run warms another's caches 
 
 1. the machine's matmul peak per dtype (``matmul_peak.py``): square matmuls, and the
    *shape-matched* peak of the GEMMs our tool's training runs on this workload (every micro-batch's
-   forward and input-gradient GEMMs of every linear, the LoRA GEMMs, the output head on the kept
+   forward and input-gradient GEMMs of every linear, the LoRA GEMMs, the output head on the scored
    positions; each shape timed alone, FLOP-weighted);
 2. the plain Trainer script (``trainer_baseline.py``) in fp32 (the eval-loss reference) and bf16;
 3. our tool, ``adaptive-lora train --config <YAML written to benchmarks/out/>``, in bf16;
@@ -148,12 +148,6 @@ def run_ours(precision: str, args, out_dir: Path) -> dict | None:
     return {"side": "ours", "precision": precision, **row, **stats}
 
 
-def _first_predicting(example: dict) -> int:
-    """The first position whose next token is scored (what ``scored_loss_sum`` keeps logits from)."""
-    labels = example["labels"]
-    return next((j for j in range(len(labels) - 1) if labels[j + 1] != -100), len(labels) - 1)
-
-
 def ours_microbatches(args, out_dir: Path) -> list[tuple[int, int]]:
     """(padded positions, output-head positions) of every micro-batch our tool trains on: its own
     data pipeline and batching (length grouping, ``max_tokens`` when set through --ours-set)."""
@@ -170,9 +164,8 @@ def ours_microbatches(args, out_dir: Path) -> list[tuple[int, int]]:
         batches = data.batches(o.batch_size, o.seed, epoch, o.group_by_length)
         for s0 in range(0, len(batches), o.grad_accum):
             for mb in token_budget_microbatches(batches[s0:s0 + o.grad_accum], data.lengths, o.max_tokens):
-                t = max(data.lengths[i] for i in mb)
-                first = min(_first_predicting(data.train[i]) for i in mb)
-                out.append((len(mb) * t, len(mb) * (t - first)))
+                # the output head runs on the scored positions only (scored_loss_sum)
+                out.append((len(mb) * max(data.lengths[i] for i in mb), sum(data.scored[i] for i in mb)))
     return out
 
 
@@ -430,7 +423,7 @@ def markdown(result: dict) -> str:
         "(4 N_base + 6 N_lora) x tokens / wall, attention scores not counted (model FLOPs: the output "
         "head counted at every token, as the formula has it). GFLOP/s executed: the GEMM FLOPs the run "
         "computed (padded positions included; the output head only where the run computes it: every "
-        "position for the plain script, the positions from the first scored one for ours). Shape-matched "
+        "position for the plain script, the scored positions only for ours). Shape-matched "
         "roofline: our run's GEMMs, each shape timed alone on all threads, FLOP-weighted. Eval loss: "
         f"token-weighted mean cross-entropy over the {WORKLOAD['eval_size']} held-out records.",
         "",

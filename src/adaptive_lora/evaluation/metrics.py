@@ -16,53 +16,84 @@ import torch.nn.functional as F
 from ..data import IGNORE_INDEX
 
 
-def scored_loss_sum(model, batch: dict, per_row: bool = False):
-    """Forward ``batch`` and return the summed cross-entropy over its scored tokens and their count.
-
-    Only positions that predict a scored token need logits: with loss on responses only, the
-    prompt's positions are skipped (``logits_to_keep``), which saves the output projection
-    (vocabulary x hidden per token; ~20 % of SmolLM2's forward FLOPs) and its fp32 copy on them.
-    Batches are right-padded, so the positions kept are the last ``T - first`` of the sequence.
-    ``per_row``: the sum and count of each example instead of the batch's (see token_loss_sum).
-    """
-    labels = batch["labels"]
-    T = labels.shape[1]
-    predicts_scored = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero()
-    first = int(predicts_scored[0]) if len(predicts_scored) else T - 1
-    keep = T - first  # >= 1; logits_to_keep=0 would mean "all"
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
-    # logits[:, j] sits at position first + j and predicts the label at first + j + 1.
-    return token_loss_sum(logits, labels[:, first:], per_row)
-
-
 # Scored positions whose logits are turned into fp32 at once: the loss never holds an fp32 copy of
 # all logits (with a 128k vocabulary, 8 x 256 positions would be 1 GiB), only CHUNK x vocab.
 CHUNK = 1024
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, per_row: bool = False, chunk: int = CHUNK):
-    """Sum of next-token cross-entropies over scored positions, in fp32, and their count; with
-    ``per_row``, a tensor of per-example sums and a list of per-example counts.
+def scored_loss_sum(model, batch: dict, per_row: bool = False):
+    """Forward ``batch`` and return the summed cross-entropy over its scored tokens and their count.
 
-    Only scored positions are gathered, ``chunk`` at a time, so the fp32 logits (and their
-    softmax in the backward pass) exist for one chunk at a time; each chunk's loss is
-    checkpointed, so its fp32 copy is recomputed in the backward pass instead of kept."""
-    shift_labels = labels[:, 1:]
-    mask = shift_labels != IGNORE_INDEX
+    Only positions that predict a scored token need logits. The output projection (vocabulary x
+    hidden per position; ~20 % of SmolLM2's forward FLOPs) runs on exactly those positions: the
+    model keeps the last ``T - first`` positions (``logits_to_keep``; batches are right-padded, so
+    that drops every row's prompt up to the earliest scored one), and a pre-hook on the output
+    head picks the scored positions among them, so the head sees an ``(N, hidden)`` matrix of the
+    N scored positions and returns ``(N, vocabulary)`` logits; padding and the longer prompts of
+    other rows never reach it. Models without a plain output head keep the gather after the head.
+    ``per_row``: the sum and count of each example instead of the batch's (see token_loss_sum).
+    """
+    labels = batch["labels"]
+    T = labels.shape[1]
+    mask = labels[:, 1:] != IGNORE_INDEX  # position t predicts the label at t + 1
     rows, cols = mask.nonzero(as_tuple=True)  # row-major: each example's positions in order
-    targets = shift_labels[rows, cols]
-    parts = [_chunk_loss(logits, rows[i:i + chunk], cols[i:i + chunk], targets[i:i + chunk])
-             for i in range(0, len(rows), chunk)]
-    losses = torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
+    first = int(cols.min()) if len(cols) else T - 1
+    keep = T - first  # >= 1; logits_to_keep=0 would mean "all"
+    head = _output_head(model)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "logits_to_keep": keep}
+    if head is None:
+        # logits[:, j] sits at position first + j and predicts the label at first + j + 1.
+        return token_loss_sum(model(**inputs).logits, labels[:, first:], per_row)
+    handle = head.register_forward_pre_hook(lambda _m, args: (args[0][rows, cols - first],) + args[1:])
+    try:
+        logits = model(**inputs).logits  # (N, vocabulary): the scored positions only
+    finally:
+        handle.remove()
+    if logits.dim() != 2 or logits.shape[0] != len(rows):  # a model that reshapes its head's output
+        raise RuntimeError(f"output head returned logits of shape {tuple(logits.shape)} for {len(rows)} scored "
+                           "positions; the model post-processes its head's output (a bug to report)")
+    return _totals(token_losses(logits, labels[:, 1:][rows, cols]), rows, mask, per_row)
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor, per_row: bool = False, chunk: int = CHUNK):
+    """Sum of next-token cross-entropies of full ``(batch, T, vocabulary)`` logits over the scored
+    positions of ``labels`` (batch x T), in fp32, and their count; with ``per_row``, a tensor of
+    per-example sums and a list of per-example counts."""
+    mask = labels[:, 1:] != IGNORE_INDEX
+    rows, cols = mask.nonzero(as_tuple=True)
+    return _totals(token_losses(logits[rows, cols], labels[:, 1:][rows, cols], chunk), rows, mask, per_row)
+
+
+def _totals(losses: torch.Tensor, rows: torch.Tensor, mask: torch.Tensor, per_row: bool):
     if per_row:
-        sums = torch.zeros(labels.shape[0], dtype=torch.float32, device=logits.device).index_add(0, rows, losses)
+        sums = torch.zeros(mask.shape[0], dtype=torch.float32, device=losses.device).index_add(0, rows, losses)
         return sums, mask.sum(dim=1).tolist()
     return losses.sum(), int(mask.sum())
 
 
-def _chunk_loss(logits, rows, cols, targets):
+def _output_head(model):
+    """The model's output projection (``get_output_embeddings``) under DDP's and PEFT's wrappers,
+    or None when there is no such module."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP, DeepSpeed
+        model = model.module
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    return head if isinstance(head, torch.nn.Module) else None
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """Next-token cross-entropy, in fp32, of each row of ``logits`` (N x vocabulary) against
+    ``targets`` (N). Rows are taken ``chunk`` at a time, so the fp32 logits (and their softmax in
+    the backward pass) exist for one chunk at a time; each chunk's loss is checkpointed, so its
+    fp32 copy is recomputed in the backward pass instead of kept."""
+    if len(targets) == 0:
+        return logits.new_zeros(0, dtype=torch.float32)
+    return torch.cat([_chunk_loss(lg, t) for lg, t in zip(logits.split(chunk), targets.split(chunk))])
+
+
+def _chunk_loss(logits, targets):
     def ce(lg):
-        return F.cross_entropy(lg[rows, cols].float(), targets, reduction="none")
+        return F.cross_entropy(lg.float(), targets, reduction="none")
 
     if not logits.requires_grad:
         return ce(logits)
