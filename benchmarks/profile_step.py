@@ -16,7 +16,8 @@ Categories (``fwd`` = forward, ``bwd`` = the autograd engine's backward):
   gradient (frozen weights have no weight gradient);
 * LoRA GEMM: matmuls with a rank-sized dimension (A and B, forward, input and weight gradients);
 * head GEMM: the output projection (a dimension of the vocabulary size), on the kept positions;
-* attention: scaled-dot-product attention and its backward;
+* attention: scaled-dot-product attention and its backward; with ``cpu_attention``, the batched
+  GEMMs (bmm: only attention multiplies batches of matrices) and the softmax;
 * loss: log-softmax / NLL / the gather of scored positions;
 * dropout: LoRA dropout masks and their application;
 * casts: dtype conversions (autocast casting fp32 weights and activations to bf16 per op);
@@ -168,12 +169,14 @@ def classify(ev, rank_dims: set, vocab: int) -> tuple[str, str | None]:
         return "views/dispatch", phase
     if n in GEMM_OPS:
         dims = _gemm_dims(ev)
+        if dims and dims[0] > 1:  # a batch of matrices: the two-GEMM attention's scores and output
+            return "attention", phase
         if dims and vocab in dims[1:]:
             return "head GEMM", phase
         if dims and rank_dims & set(dims[1:]):
             return "LoRA GEMM", phase
         return "base GEMM", phase
-    if "attention" in n or "flash" in n:
+    if "attention" in n or "flash" in n or n in ("aten::_softmax", "aten::_softmax_backward_data"):
         return "attention", phase
     if any(k in n for k in LOSS_OPS):
         return "loss", phase

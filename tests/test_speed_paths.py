@@ -5,7 +5,12 @@
 * ``max_tokens``: a step's examples re-cut into token-budget micro-batches give the same step
   (same examples, same normalisation), so a short run ends at the same eval loss up to float
   rounding;
-* the eval under inference mode and the cast cache mix with training afterwards.
+* the eval under inference mode and the cast cache mix with training afterwards;
+* ``fast_dropout``: threshold masks keep each element independently with probability 1 - p
+  (p rounded to 1/65536), scale kept elements exactly as torch's dropout does, route the gradient
+  through the same mask, follow torch's seed, and are installed only by training on a CPU;
+* ``cpu_attention``: the two-GEMM attention gives SDPA's loss and gradients (float rounding
+  apart) on every tiny family, with and without padding, and hands what it does not cover to SDPA.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from adaptive_lora.layout import layout_from_model
 from adaptive_lora.strategies import make_plan
 from adaptive_lora.strategies.params import StrategyParams
 from adaptive_lora.training import TrainConfig, train
-from adaptive_lora.training.speedups import cache_frozen_casts, token_budget_microbatches
+from adaptive_lora.training.speedups import (ThresholdDropout, cache_frozen_casts, token_budget_microbatches,
+                                             use_gemm_attention, use_threshold_dropout, use_torch_dropout)
 
 from train_fixtures import train_config, train_env  # noqa: F401 - train_env is a fixture
 
@@ -129,3 +135,146 @@ def test_inference_mode_eval_after_training_and_back():
     evaluate(model, examples, PadCollator(0), 1, torch.device("cpu"), torch.bfloat16)
     loss, grads = _loss_and_grads(model, batch, autocast=True)  # no "inference tensor" error
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("p, levels", [(0.1, 6554), (0.05, 3277), (0.5, 32768), (1e-6, 0)])
+def test_threshold_dropout_rounds_p_to_sixteen_bits(p, levels):
+    d = ThresholdDropout(p)
+    assert d.drop_levels == levels and d.effective_p == levels / 65536
+
+
+@pytest.mark.parametrize("p, dtype", [(0.1, torch.float32), (0.1, torch.bfloat16), (0.5, torch.float32),
+                                      (0.05, torch.bfloat16)])
+def test_threshold_dropout_law_scale_and_gradient(p, dtype):
+    torch.manual_seed(0)
+    x = (torch.rand(400, 2500) + 0.5).to(dtype).requires_grad_()  # no zeros: a zero output = dropped
+    d = ThresholdDropout(p).train()
+    y = d(x)
+    kept = y != 0
+    n, q = x.numel(), d.effective_p
+    dropped = 1 - kept.double().mean().item()
+    assert abs(dropped - q) < 5 * (q * (1 - q) / n) ** 0.5  # 5 sigma of a Bernoulli mean
+    # pairs of neighbours (the same 64-bit draw or the next one) are dropped together at rate q^2
+    both = (~kept[:, :-1] & ~kept[:, 1:]).double().mean().item()
+    assert abs(both - q * q) < 5 * (q * q / (n - 400)) ** 0.5
+    expected = (x.detach().float() * (1.0 / (1.0 - p))).to(dtype)  # one rounding, as torch's dropout
+    assert torch.equal(y[kept], expected[kept])
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.where(kept, torch.tensor(1.0 / (1.0 - p)).to(dtype), torch.zeros((), dtype=dtype)))
+
+
+def test_threshold_dropout_follows_torch_seed_and_is_off_in_eval():
+    d, x = ThresholdDropout(0.1).train(), torch.ones(64, 64)
+    torch.manual_seed(3)
+    a, b = d(x), d(x)
+    torch.manual_seed(3)
+    assert torch.equal(d(x), a) and not torch.equal(a, b)  # reproducible, fresh masks per call
+    assert d.eval()(x) is x and ThresholdDropout(0.0).train()(x) is x
+    with pytest.raises(ValueError):
+        ThresholdDropout(1.0)
+
+
+def test_use_threshold_dropout_swaps_every_lora_dropout_and_back():
+    from tiny_models import build_model
+
+    model = build_model("llama")
+    plan = make_plan(layout_from_model(model), "uniform", StrategyParams(r=4))
+    model = wrap_model(model, plan, AlphaPolicy(), 0.1)
+    n_lora = sum(1 for _ in plan.ranks)
+    assert use_threshold_dropout(model) == n_lora
+    assert sum(isinstance(m, ThresholdDropout) for m in model.modules()) == n_lora
+    assert use_threshold_dropout(model) == 0  # already swapped
+    assert use_torch_dropout(model) == n_lora
+    assert not any(isinstance(m, ThresholdDropout) for m in model.modules())
+    without = wrap_model(build_model("llama"), plan, AlphaPolicy(), 0.0)  # PEFT's Identity: nothing to swap
+    assert use_threshold_dropout(without) == 0
+
+
+@pytest.mark.parametrize("dropout, same", [(0.1, False), (0.0, True)])
+def test_fast_dropout_changes_only_the_draws(train_env, tmp_path, dropout, same):
+    """Training installs the threshold masks on a CPU (the draws then differ from torch's); without
+    dropout the switch changes nothing at all."""
+    cfg = train_config(train_env, "llama", max_steps=2, forgetting=False, lora_dropout=dropout)
+    on = train(TrainConfig.from_dict(cfg), tmp_path / "on")
+    off = train(TrainConfig.from_dict({**cfg, "fast_dropout": False}), tmp_path / "off")
+    assert (on["eval_loss"] == off["eval_loss"]) is same
+
+
+def _loss_and_full_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss, _ = scored_loss_sum(model, batch)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+# family -> whether the switch applies: the model attends through SDPA by default and through
+# transformers' attention registry (Falcon has its own attention code; Gemma 2 defaults to eager)
+GEMM_FAMILIES = {"llama": True, "gpt2": True, "qwen2": True, "mistral": True, "gemma2": False, "phi3": True,
+                 "gpt_neox": True, "falcon": False, "opt": True, "mixtral": True}
+
+
+@pytest.mark.parametrize("family", sorted(GEMM_FAMILIES))
+@pytest.mark.parametrize("padded", [True, False])
+def test_gemm_attention_matches_sdpa(family, padded, monkeypatch):
+    from tiny_models import build_model
+    from transformers.integrations import sdpa_attention
+
+    switches = GEMM_FAMILIES[family]
+    examples = [{"input_ids": list(range(5, 29)), "labels": [-100] * 9 + list(range(14, 29))},
+                {"input_ids": list(range(40, 52)), "labels": [-100] * 4 + list(range(44, 52))}]
+    batch = PadCollator(0)(examples if padded else examples[:1])
+    model = build_model(family).eval()  # eval: no dropout anywhere, gradients all the same
+    want, want_grads = _loss_and_full_grads(model, batch)
+    assert use_gemm_attention(model) is switches
+    handed_over = []
+    real = sdpa_attention.sdpa_attention_forward
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", lambda *a, **k: handed_over.append(1) or real(*a, **k))
+    got, got_grads = _loss_and_full_grads(model, batch)
+    assert not handed_over  # the two GEMMs ran (or, not switched, SDPA's path was never the switch's)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gemm_attention_hands_over_what_it_does_not_cover(monkeypatch):
+    """Longer sequences, attention dropout and a soft-capped model go to SDPA, unchanged."""
+    from tiny_models import build_model
+    from transformers.integrations import sdpa_attention
+
+    import adaptive_lora.training.speedups as speedups
+
+    model = build_model("llama").eval()
+    use_gemm_attention(model)
+    handed_over = []
+    real = sdpa_attention.sdpa_attention_forward
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", lambda *a, **k: handed_over.append(1) or real(*a, **k))
+    batch = _batch()
+    scored_loss_sum(model, batch)
+    assert not handed_over
+    monkeypatch.setattr(speedups, "GEMM_ATTENTION_MAX_LEN", 8)  # the batch is 24 long
+    scored_loss_sum(model, batch)
+    assert len(handed_over) == model.config.num_hidden_layers
+    q = torch.randn(1, 4, 5, 8)
+    k = torch.randn(1, 2, 5, 8)
+    for kwargs in ({"dropout": 0.1}, {"softcap": 30.0}, {"position_bias": torch.zeros(1, 4, 5, 5)}):
+        handed_over.clear()
+        try:
+            speedups.gemm_attention(model.model.layers[0].self_attn, q, k, k, None, **kwargs)
+        except ValueError:  # SDPA itself refuses soft-capping
+            pass
+        assert handed_over == [1], kwargs
+
+
+def test_cpu_attention_switch_in_training(train_env, tmp_path, monkeypatch):
+    """A run with the two-GEMM attention ends where one with SDPA does (float rounding apart)."""
+    import adaptive_lora.training.run as run
+
+    switched = []
+    monkeypatch.setattr(run, "use_gemm_attention", lambda m: switched.append(use_gemm_attention(m)))
+    cfg = train_config(train_env, "llama", max_steps=2, forgetting=False)
+    on = train(TrainConfig.from_dict(cfg), tmp_path / "on")
+    off = train(TrainConfig.from_dict({**cfg, "cpu_attention": False}), tmp_path / "off")
+    eager = train(TrainConfig.from_dict({**cfg, "attn_implementation": "eager"}), tmp_path / "eager")
+    assert switched == [True]  # only the first run: off by the switch, and eager asked for by name
+    assert eager["eval_loss"] == pytest.approx(off["eval_loss"], abs=1e-5)
+    assert on["eval_loss"] == pytest.approx(off["eval_loss"], abs=1e-5)

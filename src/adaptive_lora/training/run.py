@@ -32,6 +32,7 @@ from .methods import METHODS
 from .monitor import grad_summary
 from .prepare import TrainData, prepare_data
 from .probe import ProbeContext, run_probe
+from .speedups import use_gemm_attention
 from .session import Session, base_dtype, check_model_load, start_session
 from .stabilizers import warmup_steps
 
@@ -104,6 +105,8 @@ def load_base(cfg: TrainConfig, session: Session):
     dtype = base_dtype(m.dtype, session.device)
     model = load_model(cfg.input.model, dtype, **load_options(m, session.device, dtype))
     model.config.use_cache = False  # the KV cache only costs memory in training
+    if cfg.optim.cpu_attention and m.attn_implementation is None and session.device.type == "cpu":
+        use_gemm_attention(model)  # an implementation asked for by name is kept
     layout = layout_from_model(model)
     if m.quantization:
         # A packed 4-bit weight reports half its elements: count the model as built on the meta device.
@@ -236,7 +239,7 @@ _BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "ad
     "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
     "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage", "max_tokens",
-    "cast_cache") + DISPLAY_ONLY  # max_tokens re-cuts training micro-batches; cast_cache is bit-identical
+    "cast_cache", "fast_dropout") + DISPLAY_ONLY  # training-only switches: eval has no dropout, cast_cache is exact
 
 
 class Evaluator:

@@ -1,4 +1,4 @@
-"""Throughput switches of the training loop that leave the arithmetic as it was.
+"""Throughput switches of the training loop (all but the last leave the arithmetic as it was).
 
 * :func:`cache_frozen_casts` (``cast_cache``): under bf16 autocast every ``nn.Linear`` casts its
   fp32 weight to bf16 at every call, because autocast caches casts only of weights that require a
@@ -12,12 +12,19 @@
   examples and the loss is still normalised by the step's scored tokens, so the gradient is the
   same sum, grouped differently (float rounding apart; LoRA dropout masks differ because they are
   drawn per tensor shape).
+* :class:`ThresholdDropout` (``fast_dropout``): LoRA dropout whose keep-mask compares 16-bit random
+  numbers with a threshold instead of drawing a Bernoulli sample per element from torch's CPU
+  generator, which costs ~4 ns per element on one thread and was a quarter of a step on the speed
+  workload (``benchmarks/RESULTS.md``). Each element is still kept independently and scaled by
+  1 / (1 - p); p is rounded to a multiple of 1/65536 (0.1 becomes 0.10000610). The draws differ
+  from torch's, so results move within seed noise; CPU only (a GPU's fused dropout is cheap).
 """
 
 from __future__ import annotations
 
 import types
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -106,3 +113,144 @@ def uncache_frozen_casts(model) -> int:
                 mod.__dict__.pop(attr, None)
             n += 1
     return n
+
+
+class ThresholdDropout(torch.nn.Module):
+    """Inverted dropout with a keep-mask from bulk 16-bit random numbers (see the module docstring).
+
+    The random bits come from numpy's SFC64, a fast counter-mixing generator, seeded at every call
+    by one draw from torch's default generator: ``torch.manual_seed`` and a checkpoint's saved torch
+    RNG state still decide every mask, and no other random state exists."""
+
+    LEVELS = 1 << 16
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.drop_levels = round(p * self.LEVELS)  # int16 values below the threshold are dropped
+        self.scale = 1.0 / (1.0 - p)
+
+    @property
+    def effective_p(self) -> float:
+        return self.drop_levels / self.LEVELS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_levels == 0 or x.numel() == 0:
+            return x
+        n = x.numel()
+        seed = int(torch.randint(0, 1 << 62, ()))
+        raw = np.random.SFC64(seed).random_raw((n + 3) // 4)  # 4 int16 per 64-bit draw
+        bits = torch.from_numpy(raw.view(np.int16)[:n]).view(x.shape).to(x.device)
+        # ge(..., out=) writes 0/1 straight into x's dtype: a bool mask would cost two slow passes
+        # (its conversion, or a mixed-dtype multiply) on a CPU.
+        keep = torch.ge(bits, self.drop_levels - (self.LEVELS >> 1),
+                        out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
+        # (x * keep) * scale rounds once per kept element, as torch's dropout does.
+        return torch.mul(x, keep).mul_(self.scale)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, effective_p={self.effective_p:.8f}"
+
+
+def _lora_dropouts(model):
+    """(container, key, module) of every LoRA dropout: PEFT keeps one per adapter in a ModuleDict."""
+    for mod in model.modules():
+        drops = getattr(mod, "lora_dropout", None)
+        if isinstance(drops, torch.nn.ModuleDict):
+            for key, d in drops.items():
+                yield drops, key, d
+
+
+def use_threshold_dropout(model) -> int:
+    """Replace every LoRA ``nn.Dropout`` with p > 0 by a :class:`ThresholdDropout` of the same p;
+    returns how many were replaced."""
+    n = 0
+    for drops, key, d in list(_lora_dropouts(model)):
+        if type(d) is torch.nn.Dropout and d.p > 0:
+            new = ThresholdDropout(d.p)
+            new.train(d.training)
+            drops[key] = new
+            n += 1
+    return n
+
+
+def use_torch_dropout(model) -> int:
+    """Undo :func:`use_threshold_dropout`."""
+    n = 0
+    for drops, key, d in list(_lora_dropouts(model)):
+        if isinstance(d, ThresholdDropout):
+            new = torch.nn.Dropout(d.p)
+            new.train(d.training)
+            drops[key] = new
+            n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- attention on a CPU
+
+GEMM_ATTENTION = "adaptive_lora_gemm"
+# Up to this many key positions the two GEMMs beat SDPA's CPU flash kernel (2-3x at 72-120
+# positions, even at ~190, behind beyond; benchmarks/RESULTS.md); longer sequences keep SDPA.
+GEMM_ATTENTION_MAX_LEN = 160
+
+
+def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
+                   position_bias=None, **kwargs):
+    """Attention as two batched GEMMs and an fp32 softmax: transformers' eager arithmetic, with the
+    query heads that share a key/value head stacked into one GEMM instead of copying the keys and
+    values per head. Registered as an attention implementation with SDPA's masks; whatever it does
+    not cover (a GPU, long sequences, attention dropout, decoding with a cache, soft-capping, sinks,
+    position biases, attention weights asked for) goes to SDPA unchanged."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    B, H, T, D = query.shape
+    KV, S = key.shape[1], key.shape[2]
+    if (query.device.type != "cpu" or S > GEMM_ATTENTION_MAX_LEN or T != S or T == 1 or dropout > 0
+            or position_bias is not None or H % KV or kwargs.get("softcap") is not None
+            or kwargs.get("s_aux") is not None or kwargs.get("output_attentions")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, position_bias=position_bias, **kwargs)
+    G = H // KV  # query heads per key/value head: head h reads key/value head h // G (repeat_kv's order)
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    scores = torch.matmul(query.reshape(B, KV, G * T, D), key.transpose(-1, -2)).view(B, KV, G, T, S)
+    bias = _attention_bias(attention_mask, causal, T, S, query.device)
+    scale = D ** -0.5 if scaling is None else scaling
+    probs = torch.add(bias, scores.float(), alpha=scale).softmax(dim=-1).to(scores.dtype)
+    out = torch.matmul(probs.view(B, KV, G * T, S), value)
+    return out.view(B, H, T, D).transpose(1, 2).contiguous(), None
+
+
+def _attention_bias(mask, causal: bool, T: int, S: int, device) -> torch.Tensor:
+    """The additive fp32 mask, shaped to broadcast over (batch, kv head, group, T, S): 0 where a
+    position may attend, the most negative float where not (a fully masked row then averages
+    uniformly instead of giving NaN, as in transformers' eager masks)."""
+    low = torch.finfo(torch.float32).min
+    if mask is None:
+        allowed = torch.ones(T, S, dtype=torch.bool, device=device)
+        allowed = allowed.tril() if causal else allowed
+        mask = allowed.view(1, 1, T, S)
+    if mask.dtype == torch.bool:
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=device).masked_fill_(~mask, low)
+    else:  # an additive float mask
+        bias = mask.float()
+    return bias.unsqueeze(2)  # (batch | 1, heads | 1, 1, T, S)
+
+
+def use_gemm_attention(model) -> bool:
+    """Switch a model that attends through SDPA to :func:`gemm_attention`; returns whether it did
+    (False for other implementations, which were chosen on purpose, and for models whose attention
+    does not go through transformers' attention registry)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(GEMM_ATTENTION, gemm_attention)
+    AttentionMaskInterface.register(GEMM_ATTENTION, sdpa_mask)
+    can_set = getattr(model, "_can_set_attn_implementation", None)
+    if not callable(can_set) or not can_set():
+        return False
+    model.set_attn_implementation(GEMM_ATTENTION)
+    return model.config._attn_implementation == GEMM_ATTENTION
