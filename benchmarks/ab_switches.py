@@ -20,6 +20,12 @@ several threads).
   masks from the eager generator (inductor's own CPU generator made a step slower than eager);
   the first compiled call includes compilation, so read it with ``--repeats`` >= 3 (medians).
   Not a switch of the tool (yet): this measures whether it would pay.
+* ``fast_dropout``: torch's dropout vs threshold masks on bulk random bits (the tool's default);
+* ``cpu_attention``: SDPA vs the two-GEMM attention (the tool's default on a CPU);
+* ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU).
+
+The tool's defaults are on while another switch is measured; ``--batch step`` times the four
+micro-batches of one optimizer step (the speed workload's second step) instead of one.
 """
 
 from __future__ import annotations
@@ -42,12 +48,15 @@ def _fwd_bwd(model, batch, amp):
     from adaptive_lora.evaluation.metrics import scored_loss_sum
 
     t0 = _clock()
-    with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-        loss, n = scored_loss_sum(model, batch)
-    (loss / n).backward()
+    total = 0.0
+    for mb in batch if isinstance(batch, list) else [batch]:  # a step: its micro-batches, accumulated
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            loss, n = scored_loss_sum(model, mb)
+        (loss / n).backward()
+        total += float(loss.detach())
     grad_sq = sum(float(p.grad.double().pow(2).sum()) for p in model.parameters() if p.grad is not None)
     model.zero_grad(set_to_none=True)
-    return _clock() - t0, (float(loss.detach()), grad_sq)
+    return _clock() - t0, (total, grad_sq)
 
 
 def _clock() -> float:
@@ -78,7 +87,10 @@ def ab(name, model, batches, amp, a, b, repeats: int) -> dict:
             times[side].append(dt)
             values[side].append(val)
     a_med, b_med = statistics.median(times["A"]), statistics.median(times["B"])
-    ntok = {side: batches[(a() if side == "A" else b()) or "8"]["attention_mask"].sum().item() for side in "AB"}
+    def tokens(batch):
+        return sum(int(mb["attention_mask"].sum()) for mb in (batch if isinstance(batch, list) else [batch]))
+
+    ntok = {side: tokens(batches[(a() if side == "A" else b()) or "8"]) for side in "AB"}
     ratio = (ntok["B"] / b_med) / (ntok["A"] / a_med)
     same = values["A"][0] == values["B"][0]  # (loss, sum of squared gradients), exactly
     print(f"{name}: A {a_med:.2f} s, B {b_med:.2f} s (medians of {repeats}) -> B/A tokens/s {ratio:.3f}; "
@@ -94,10 +106,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--only", default=None, help="comma-separated switch names")
+    parser.add_argument("--batch", choices=("8", "step"), default="8",
+                        help="one micro-batch of 8 examples, or the four micro-batches of one step")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from adaptive_lora.training import speedups
     from adaptive_lora.training.speedups import cache_frozen_casts, uncache_frozen_casts
 
     from profile_step import build, ours_cfg
@@ -110,7 +125,8 @@ def main(argv=None) -> int:
     o = cfg.optim
     step = data.batches(o.batch_size, o.seed, 0, o.group_by_length)[1:1 + o.grad_accum]  # not the longest batch
     batches = {"8": data.collate([data.train[i] for i in step[0]]),
-               "32": data.collate([data.train[i] for b in step for i in b])}
+               "32": data.collate([data.train[i] for b in step for i in b]),
+               "step": [data.collate([data.train[i] for i in b]) for b in step]}
     amp = session.amp
     p = cfg.lora.lora_dropout
 
@@ -120,6 +136,18 @@ def main(argv=None) -> int:
             if on:
                 cache_frozen_casts(model, amp)
             return None
+        return f
+
+    def tool_switch(name, on):
+        """The tool's own switches: install or remove, as fit() and load_base() do on a CPU."""
+        def f():
+            if name == "fast_dropout":
+                (speedups.use_threshold_dropout if on else speedups.use_torch_dropout)(model)
+            elif name == "fused_lora":
+                (speedups.fuse_lora_linears if on else speedups.unfuse_lora_linears)(model)
+            else:
+                model.set_attn_implementation(speedups.GEMM_ATTENTION if on else "sdpa")
+            return args.batch
         return f
 
     def dropout(q):
@@ -148,8 +176,13 @@ def main(argv=None) -> int:
         "compile": (compiled(False), compiled(True)),
         "lora_dropout": (dropout(p), dropout(0.0)),
         "micro-batch size": (lambda: "8", lambda: "32"),
+        **{name: (tool_switch(name, False), tool_switch(name, True))
+           for name in ("fast_dropout", "cpu_attention", "fused_lora")},
     }
     only = set(args.only.split(",")) if args.only else set(switches)
+    defaults = [tool_switch(name, True) for name in ("fast_dropout", "cpu_attention", "fused_lora")]
+    for f in defaults:
+        f()
     _fwd_bwd(model, batches["8"], amp)  # warm-up
     out = {"threads": torch.get_num_threads(), "loadavg_before": os.getloadavg()}
     for name, (a, b) in switches.items():
@@ -158,6 +191,8 @@ def main(argv=None) -> int:
             cache(True)()
             dropout(p)()
             compiled(False)()
+            for f in defaults:
+                f()
     out["loadavg_after"] = os.getloadavg()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     write_json(OUT_DIR / "ab_switches.json", out)

@@ -10,7 +10,10 @@
   (p rounded to 1/65536), scale kept elements exactly as torch's dropout does, route the gradient
   through the same mask, follow torch's seed, and are installed only by training on a CPU;
 * ``cpu_attention``: the two-GEMM attention gives SDPA's loss and gradients (float rounding
-  apart) on every tiny family, with and without padding, and hands what it does not cover to SDPA.
+  apart) on every tiny family, with and without padding, and hands what it does not cover to SDPA;
+* ``fused_lora``: the LoRA linear with one shared cast and the adapter added by ``addmm`` gives
+  PEFT's loss and gradients (float rounding apart), with dropout too (threshold masks depend only
+  on the seed and the shape), and leaves what it does not cover to PEFT.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from adaptive_lora.layout import layout_from_model
 from adaptive_lora.strategies import make_plan
 from adaptive_lora.strategies.params import StrategyParams
 from adaptive_lora.training import TrainConfig, train
-from adaptive_lora.training.speedups import (ThresholdDropout, cache_frozen_casts, token_budget_microbatches,
-                                             use_gemm_attention, use_threshold_dropout, use_torch_dropout)
+from adaptive_lora.training.speedups import (ThresholdDropout, cache_frozen_casts, fuse_lora_linears,
+                                             token_budget_microbatches, unfuse_lora_linears, use_gemm_attention,
+                                             use_threshold_dropout, use_torch_dropout)
 
 from train_fixtures import train_config, train_env  # noqa: F401 - train_env is a fixture
 
@@ -278,3 +282,60 @@ def test_cpu_attention_switch_in_training(train_env, tmp_path, monkeypatch):
     assert switched == [True]  # only the first run: off by the switch, and eager asked for by name
     assert eager["eval_loss"] == pytest.approx(off["eval_loss"], abs=1e-5)
     assert on["eval_loss"] == pytest.approx(off["eval_loss"], abs=1e-5)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_lora_linear_matches_peft(dropout):
+    """fp32, the whole model: the same loss and gradients up to float rounding."""
+    model, batch = _wrapped(), _batch()
+    if dropout:
+        for mod in model.modules():
+            if hasattr(mod, "lora_dropout"):
+                mod.lora_dropout["default"] = ThresholdDropout(dropout)
+    model.train()
+    want, want_grads = _loss_and_grads(model, batch, False)
+    n = fuse_lora_linears(model)
+    assert n == sum(1 for m in model.modules() if hasattr(m, "lora_A"))
+    got, got_grads = _loss_and_grads(model, batch, False)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert fuse_lora_linears(model) == 0 and unfuse_lora_linears(model) == n
+    again, _ = _loss_and_grads(model, batch, False)
+    assert float(again) == float(want)
+
+
+def test_fused_lora_linear_under_autocast_is_as_close_to_fp32_as_peft():
+    """bf16 autocast, one adapted linear: the output and the gradients are as far from fp32 as
+    PEFT's own bf16 path is (the input is cast once, before the dropout; B's scaling is folded)."""
+    torch.manual_seed(1)
+    layer = next(m for m in _wrapped().modules() if hasattr(m, "lora_A")).train()
+    x, w = torch.randn(3, 7, layer.in_features), torch.randn(3, 7, layer.out_features)
+
+    def run(autocast):
+        layer.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = layer(xi)
+        (y.float() * w).sum().backward()
+        return [y.detach().float(), xi.grad] + [p.grad.clone() for p in layer.parameters() if p.requires_grad]
+
+    exact = run(False)
+    peft_bf16 = run(True)
+    fuse_lora_linears(layer)
+    fused_bf16 = run(True)
+    for e, p, f in zip(exact, peft_bf16, fused_bf16):
+        err_peft, err_fused = (p - e).abs().max().item(), (f - e).abs().max().item()
+        assert err_fused <= 2 * err_peft + 1e-3 * e.abs().max().item()
+
+
+def test_fused_lora_linear_leaves_the_rest_to_peft():
+    model, batch = _wrapped(), _batch()
+    fuse_lora_linears(model)
+    with torch.no_grad():
+        want, _ = scored_loss_sum(model, batch)
+        with model.disable_adapter():
+            base, _ = scored_loss_sum(model, batch)
+    assert float(base) != float(want)  # disabling the adapter went through PEFT's forward
+    gpt2 = _wrapped("gpt2")
+    assert fuse_lora_linears(gpt2) == 0  # GPT-2's Conv1D projections: PEFT's own layer class

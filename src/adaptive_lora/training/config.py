@@ -282,6 +282,9 @@ class OptimConfig(_Checks):
                                   "sequences of up to 160 positions attend with two GEMMs and an fp32 softmax "
                                   "(transformers' eager arithmetic), 2-3x faster there than SDPA's CPU kernel; "
                                   "longer ones, and GPUs, keep SDPA")
+    fused_lora: bool = F(True, "on a CPU, each LoRA linear casts its input once for the base and the adapter and adds "
+                               "the adapter's output inside the GEMM (addmm, scaling folded into B): fewer passes, the "
+                               "same arithmetic up to bf16 rounding; false = PEFT's forward. GPUs use PEFT's")
 
     def __post_init__(self):
         self._ints(("epochs", "batch_size", "grad_accum"), 1, "a positive integer")
@@ -292,7 +295,7 @@ class OptimConfig(_Checks):
         self._nums(("adam_beta1", "adam_beta2"), lambda v: 0 <= v < 1, "a number in [0, 1)")
         self._choice("lr_schedule", SCHEDULES)
         self._choice("precision", PRECISIONS)
-        self._bools(("group_by_length", "cast_cache", "fast_dropout", "cpu_attention"))
+        self._bools(("group_by_length", "cast_cache", "fast_dropout", "cpu_attention", "fused_lora"))
         self._ints(("max_tokens",), 8, "an integer >= 8", optional=True)
 
 

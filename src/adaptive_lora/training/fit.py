@@ -25,7 +25,7 @@ import torch
 from ..evaluation import scored_loss_sum
 from . import hooks
 from .monitor import GradMonitor, GradStats
-from .speedups import cache_frozen_casts, token_budget_microbatches, use_threshold_dropout
+from .speedups import cache_frozen_casts, fuse_lora_linears, token_budget_microbatches, use_threshold_dropout
 from .stabilizers import GradClipper, lr_lambda, param_groups
 
 
@@ -79,8 +79,11 @@ def _build(cfg, session, model, method, layers: dict, total_steps: int):
     model, optimizer = session.acc.prepare(model, optimizer)
     if o.cast_cache and not session.sharded:  # sharded parameters are flat views: nothing to cache
         cache_frozen_casts(session.acc.unwrap_model(model), session.amp)
-    if o.fast_dropout and session.device.type == "cpu":  # a GPU's fused dropout is already cheap
-        use_threshold_dropout(session.acc.unwrap_model(model))
+    if session.device.type == "cpu":  # on a GPU, torch's fused dropout and PEFT's forward are kept
+        if o.fast_dropout:
+            use_threshold_dropout(session.acc.unwrap_model(model))
+        if o.fused_lora:
+            fuse_lora_linears(session.acc.unwrap_model(model))
     s = cfg.stabilize
     parts = _Parts(optimizer, scheduler, lr_mult, GradMonitor(session.acc.unwrap_model(model), layers),
                    GradClipper(s.clip, s.clip_norm, s.clip_factor, s.clip_beta),

@@ -254,3 +254,54 @@ def use_gemm_attention(model) -> bool:
         return False
     model.set_attn_implementation(GEMM_ATTENTION)
     return model.config._attn_implementation == GEMM_ATTENTION
+
+
+# ----------------------------------------------------------------------------- the LoRA linear in fewer passes
+
+def _fused_lora_forward(self, x, *args, **kwargs):
+    """PEFT's ``result + lora_B(lora_A(dropout(x))) * scaling`` with fewer passes over the
+    activations: under autocast the input is cast once and shared by the base GEMM and the adapter
+    (whose dropout then runs on that bf16 copy: one rounding more on kept elements), and
+    ``lora_B``'s product is added into the base output by the GEMM itself (``addmm``), with the
+    scaling folded into B (a rank x out matrix) instead of multiplying the output. Anything else
+    (several or disabled adapters, merged weights, DoRA and other variants, per-call arguments)
+    takes PEFT's own forward."""
+    active = self.active_adapters
+    if args or kwargs or self.disable_adapters or self.merged or len(active) != 1:
+        return type(self).forward(self, x, *args, **kwargs)
+    name = active[0]
+    if name not in self.lora_A or name in self.lora_variant or getattr(self, "lora_bias", {}).get(name, False):
+        return type(self).forward(self, x, *args, **kwargs)
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev) and x.dtype != torch.get_autocast_dtype(dev):
+        x = x.to(torch.get_autocast_dtype(dev))
+    result = self.base_layer(x)
+    h = F.linear(self.lora_dropout[name](x), self.lora_A[name].weight)
+    b = self.lora_B[name].weight * self.scaling[name]
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), b.t())
+    return out.view(result.shape)
+
+
+def fuse_lora_linears(model) -> int:
+    """Give every PEFT LoRA ``Linear`` over a plain ``nn.Linear`` (not quantized, no bias on the
+    adapter) the :func:`_fused_lora_forward`; returns how many modules were changed."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    n = 0
+    for mod in model.modules():
+        if type(mod) is LoraLinear and isinstance(mod.base_layer, torch.nn.Linear) \
+                and type(mod.base_layer) is torch.nn.Linear and "forward" not in mod.__dict__:
+            mod.forward = types.MethodType(_fused_lora_forward, mod)
+            n += 1
+    return n
+
+
+def unfuse_lora_linears(model) -> int:
+    """Undo :func:`fuse_lora_linears`."""
+    n = 0
+    for mod in model.modules():
+        f = mod.__dict__.get("forward")
+        if getattr(f, "__func__", None) is _fused_lora_forward:
+            del mod.__dict__["forward"]
+            n += 1
+    return n
