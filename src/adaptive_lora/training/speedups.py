@@ -136,19 +136,26 @@ class ThresholdDropout(torch.nn.Module):
     def effective_p(self) -> float:
         return self.drop_levels / self.LEVELS
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_levels == 0 or x.numel() == 0:
-            return x
+    @property
+    def active(self) -> bool:
+        return self.training and self.drop_levels > 0
+
+    def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """A fresh mask shaped and typed like ``x``: 1 where an element is kept, else 0."""
         n = x.numel()
         seed = int(torch.randint(0, 1 << 62, ()))
         raw = np.random.SFC64(seed).random_raw((n + 3) // 4)  # 4 int16 per 64-bit draw
         bits = torch.from_numpy(raw.view(np.int16)[:n]).view(x.shape).to(x.device)
         # ge(..., out=) writes 0/1 straight into x's dtype: a bool mask would cost two slow passes
         # (its conversion, or a mixed-dtype multiply) on a CPU.
-        keep = torch.ge(bits, self.drop_levels - (self.LEVELS >> 1),
+        return torch.ge(bits, self.drop_levels - (self.LEVELS >> 1),
                         out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.active or x.numel() == 0:
+            return x
         # (x * keep) * scale rounds once per kept element, as torch's dropout does.
-        return torch.mul(x, keep).mul_(self.scale)
+        return torch.mul(x, self.keep_mask(x)).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, effective_p={self.effective_p:.8f}"
