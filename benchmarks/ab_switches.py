@@ -22,7 +22,9 @@ several threads).
   Not a switch of the tool (yet): this measures whether it would pay.
 * ``fast_dropout``: torch's dropout vs threshold masks on bulk random bits (the tool's default);
 * ``cpu_attention``: SDPA vs the two-GEMM attention (the tool's default on a CPU);
-* ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU).
+* ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU);
+* ``attention blocks``: the two-GEMM attention over all keys at once vs in causal blocks of
+  ``GEMM_ATTENTION_BLOCK`` queries (the tool's default).
 
 The tool's defaults are on while another switch is measured; ``--batch step`` times the four
 micro-batches of one optimizer step (the speed workload's second step) instead of one.
@@ -106,8 +108,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--only", default=None, help="comma-separated switch names")
-    parser.add_argument("--batch", choices=("8", "step"), default="8",
-                        help="one micro-batch of 8 examples, or the four micro-batches of one step")
+    parser.add_argument("--batch", choices=("8", "step", "first"), default="8",
+                        help="one micro-batch of 8 examples, the four micro-batches of the second step, or of the "
+                             "first step (which holds the longest examples: 256, 72, 83 and 120 positions)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -123,10 +126,12 @@ def main(argv=None) -> int:
     session, data, model, method, _ = build(cfg)
     model.train()
     o = cfg.optim
-    step = data.batches(o.batch_size, o.seed, 0, o.group_by_length)[1:1 + o.grad_accum]  # not the longest batch
+    all_batches = data.batches(o.batch_size, o.seed, 0, o.group_by_length)
+    step = all_batches[1:1 + o.grad_accum]  # not the longest batch
     batches = {"8": data.collate([data.train[i] for i in step[0]]),
                "32": data.collate([data.train[i] for b in step for i in b]),
-               "step": [data.collate([data.train[i] for i in b]) for b in step]}
+               "step": [data.collate([data.train[i] for i in b]) for b in step],
+               "first": [data.collate([data.train[i] for i in b]) for b in all_batches[:o.grad_accum]]}
     amp = session.amp
     p = cfg.lora.lora_dropout
 
@@ -147,6 +152,13 @@ def main(argv=None) -> int:
                 (speedups.fuse_lora_linears if on else speedups.unfuse_lora_linears)(model)
             else:
                 model.set_attn_implementation(speedups.GEMM_ATTENTION if on else "sdpa")
+            return args.batch
+        return f
+
+    def blocks(size):
+        """The two-GEMM attention in one block vs causal blocks of ``size`` queries."""
+        def f():
+            speedups.GEMM_ATTENTION_BLOCK = size
             return args.batch
         return f
 
@@ -178,8 +190,10 @@ def main(argv=None) -> int:
         "micro-batch size": (lambda: "8", lambda: "32"),
         **{name: (tool_switch(name, False), tool_switch(name, True))
            for name in ("fast_dropout", "cpu_attention", "fused_lora")},
+        "attention blocks": (blocks(10 ** 9), blocks(speedups.GEMM_ATTENTION_BLOCK)),
     }
     only = set(args.only.split(",")) if args.only else set(switches)
+    block_default = speedups.GEMM_ATTENTION_BLOCK
     defaults = [tool_switch(name, True) for name in ("fast_dropout", "cpu_attention", "fused_lora")]
     for f in defaults:
         f()
@@ -188,6 +202,7 @@ def main(argv=None) -> int:
     for name, (a, b) in switches.items():
         if name in only:
             out[name] = ab(name, model, batches, amp, a, b, args.repeats)
+            speedups.GEMM_ATTENTION_BLOCK = block_default
             cache(True)()
             dropout(p)()
             compiled(False)()

@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -218,10 +220,15 @@ GEMM_FAMILIES = {"llama": True, "gpt2": True, "qwen2": True, "mistral": True, "g
 
 
 @pytest.mark.parametrize("family", sorted(GEMM_FAMILIES))
-@pytest.mark.parametrize("padded", [True, False])
-def test_gemm_attention_matches_sdpa(family, padded, monkeypatch):
+@pytest.mark.parametrize("padded, block", [(True, 64), (False, 64), (True, 5)])
+def test_gemm_attention_matches_sdpa(family, padded, block, monkeypatch):
+    """block 64: one block for these 24 positions; block 5: five causal blocks of queries."""
     from tiny_models import build_model
     from transformers.integrations import sdpa_attention
+
+    import adaptive_lora.training.speedups as speedups
+
+    monkeypatch.setattr(speedups, "GEMM_ATTENTION_BLOCK", block)
 
     switches = GEMM_FAMILIES[family]
     examples = [{"input_ids": list(range(5, 29)), "labels": [-100] * 9 + list(range(14, 29))},
@@ -340,3 +347,28 @@ def test_fused_lora_linear_leaves_the_rest_to_peft():
     assert float(base) != float(want)  # disabling the adapter went through PEFT's forward
     gpt2 = _wrapped("gpt2")
     assert fuse_lora_linears(gpt2) == 0  # GPT-2's Conv1D projections: PEFT's own layer class
+
+
+@pytest.mark.parametrize("mask_kind", ["causal", "padded", "bidirectional", "prefix", "none_causal", "none_full"])
+def test_gemm_attention_blocks_only_under_causal_masks(mask_kind, monkeypatch):
+    """Against SDPA on the same inputs: a mask that lets a query see later keys (bidirectional,
+    prefix-LM) must not be cut into causal blocks."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    import adaptive_lora.training.speedups as speedups
+
+    monkeypatch.setattr(speedups, "GEMM_ATTENTION_BLOCK", 3)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(2, 4, 10, 8, generator=g), torch.randn(2, 2, 10, 8, generator=g), torch.randn(2, 2, 10, 8, generator=g)
+    causal = torch.ones(10, 10, dtype=torch.bool).tril()
+    masks = {"causal": causal.expand(2, 1, 10, 10), "bidirectional": torch.ones(2, 1, 10, 10, dtype=torch.bool),
+             "padded": causal & (torch.arange(10) < torch.tensor([[10], [6]])).view(2, 1, 1, 10),
+             "prefix": causal | (torch.arange(10).view(10, 1) < 4) & (torch.arange(10) < 4),
+             "none_causal": None, "none_full": None}
+    module = types.SimpleNamespace(is_causal=mask_kind != "none_full", num_key_value_groups=2)
+    mask = masks[mask_kind]
+    if mask is not None and mask.dim() == 2:
+        mask = mask.expand(2, 1, 10, 10)
+    got, _ = speedups.gemm_attention(module, q, k, v, mask)
+    want, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=None)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

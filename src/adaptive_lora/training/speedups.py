@@ -198,18 +198,23 @@ def use_torch_dropout(model) -> int:
 # ----------------------------------------------------------------------------- attention on a CPU
 
 GEMM_ATTENTION = "adaptive_lora_gemm"
-# Up to this many key positions the two GEMMs beat SDPA's CPU flash kernel (2-3x at 72-120
-# positions, even at ~190, behind beyond; benchmarks/RESULTS.md); longer sequences keep SDPA.
-GEMM_ATTENTION_MAX_LEN = 160
+# Longer sequences keep SDPA: the GEMMs keep every block's probabilities for the backward pass
+# (about batch x heads x T^2 / 2 bf16 values per layer), SDPA's flash kernel only O(T).
+GEMM_ATTENTION_MAX_LEN = 512
+# Queries per block: a causal block attends only to the keys up to its last query, which skips
+# the masked upper triangle's work; 64 was the fastest of 32-128 at 120-256 positions.
+GEMM_ATTENTION_BLOCK = 64
 
 
 def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
                    position_bias=None, **kwargs):
     """Attention as two batched GEMMs and an fp32 softmax: transformers' eager arithmetic, with the
     query heads that share a key/value head stacked into one GEMM instead of copying the keys and
-    values per head. Registered as an attention implementation with SDPA's masks; whatever it does
-    not cover (a GPU, long sequences, attention dropout, decoding with a cache, soft-capping, sinks,
-    position biases, attention weights asked for) goes to SDPA unchanged."""
+    values per head, and, under a causal mask, in blocks of queries that each attend only to the
+    keys up to their last position (the keys after it are masked: their weights are exactly 0).
+    Registered as an attention implementation with SDPA's masks; whatever it does not cover (a
+    GPU, sequences over GEMM_ATTENTION_MAX_LEN, attention dropout, decoding with a cache,
+    soft-capping, sinks, position biases, attention weights asked for) goes to SDPA unchanged."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     B, H, T, D = query.shape
@@ -219,27 +224,42 @@ def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0
             or kwargs.get("s_aux") is not None or kwargs.get("output_attentions")):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_bias=position_bias, **kwargs)
-    G = H // KV  # query heads per key/value head: head h reads key/value head h // G (repeat_kv's order)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    scores = torch.matmul(query.reshape(B, KV, G * T, D), key.transpose(-1, -2)).view(B, KV, G, T, S)
-    bias = _attention_bias(attention_mask, causal, T, S, query.device)
+    mask = attention_mask
+    if mask is None and causal:
+        mask = torch.ones(T, S, dtype=torch.bool, device=query.device).tril().view(1, 1, T, S)
+    # Blocks only when no query may see a later key (a prefix-LM or bidirectional mask may).
+    lower = mask is not None and mask.dtype == torch.bool and not bool(mask.triu(1).any())
+    step = GEMM_ATTENTION_BLOCK if lower else T
     scale = D ** -0.5 if scaling is None else scaling
-    probs = torch.add(bias, scores.float(), alpha=scale).softmax(dim=-1).to(scores.dtype)
-    out = torch.matmul(probs.view(B, KV, G * T, S), value)
-    return out.view(B, H, T, D).transpose(1, 2).contiguous(), None
+    outs = []
+    for i0 in range(0, T, step):
+        i1 = min(T, i0 + step)
+        keys = i1 if step < T else S
+        block_mask = None if mask is None else mask[..., i0:i1, :keys]
+        outs.append(_attend(query[:, :, i0:i1], key[:, :, :keys], value[:, :, :keys], block_mask, scale))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, T, D)
+    return out.transpose(1, 2).contiguous(), None
 
 
-def _attention_bias(mask, causal: bool, T: int, S: int, device) -> torch.Tensor:
+def _attend(q, k, v, mask, scale: float):
+    """softmax(q k^T * scale + mask) v for one block of queries, grouped heads stacked."""
+    B, H, T, D = q.shape
+    KV, S = k.shape[1], k.shape[2]
+    G = H // KV  # query heads per key/value head: head h reads key/value head h // G (repeat_kv's order)
+    raw = torch.matmul(q.reshape(B, KV, G * T, D), k.transpose(-1, -2)).view(B, KV, G, T, S)
+    scores = raw.float() * scale if mask is None else torch.add(_attention_bias(mask), raw.float(), alpha=scale)
+    probs = scores.softmax(dim=-1).to(raw.dtype)  # the GEMM's dtype: bf16 under autocast
+    return torch.matmul(probs.view(B, KV, G * T, S), v).view(B, H, T, D)
+
+
+def _attention_bias(mask) -> torch.Tensor:
     """The additive fp32 mask, shaped to broadcast over (batch, kv head, group, T, S): 0 where a
     position may attend, the most negative float where not (a fully masked row then averages
     uniformly instead of giving NaN, as in transformers' eager masks)."""
-    low = torch.finfo(torch.float32).min
-    if mask is None:
-        allowed = torch.ones(T, S, dtype=torch.bool, device=device)
-        allowed = allowed.tril() if causal else allowed
-        mask = allowed.view(1, 1, T, S)
     if mask.dtype == torch.bool:
-        bias = torch.zeros(mask.shape, dtype=torch.float32, device=device).masked_fill_(~mask, low)
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+        bias.masked_fill_(~mask, torch.finfo(torch.float32).min)
     else:  # an additive float mask
         bias = mask.float()
     return bias.unsqueeze(2)  # (batch | 1, heads | 1, 1, T, S)
