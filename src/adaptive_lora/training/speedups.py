@@ -300,8 +300,11 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     if name not in self.lora_A or name in self.lora_variant or getattr(self, "lora_bias", {}).get(name, False):
         return type(self).forward(self, x, *args, **kwargs)
     dev = x.device.type
-    if torch.is_autocast_enabled(dev) and x.dtype != torch.get_autocast_dtype(dev):
-        x = x.to(torch.get_autocast_dtype(dev))
+    if torch.is_autocast_enabled(dev):
+        if x.dtype != torch.get_autocast_dtype(dev):
+            x = x.to(torch.get_autocast_dtype(dev))
+    elif x.dtype != self.lora_A[name].weight.dtype:  # e.g. a bf16 base with fp32 adapters: PEFT casts
+        return type(self).forward(self, x)
     result = self.base_layer(x)
     h = F.linear(self.lora_dropout[name](x), self.lora_A[name].weight)
     b = self.lora_B[name].weight * self.scaling[name]
