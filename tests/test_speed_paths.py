@@ -143,10 +143,11 @@ def test_inference_mode_eval_after_training_and_back():
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("p, levels", [(0.1, 6554), (0.05, 3277), (0.5, 32768), (1e-6, 0)])
+@pytest.mark.parametrize("p, levels", [(0.1, 6554), (0.05, 3277), (0.5, 32768), (1e-6, 0), (1 - 1e-7, 65535)])
 def test_threshold_dropout_rounds_p_to_sixteen_bits(p, levels):
     d = ThresholdDropout(p)
     assert d.drop_levels == levels and d.effective_p == levels / 65536
+    assert d.scale == 65536 / (65536 - levels)  # finite: one level is always kept
 
 
 @pytest.mark.parametrize("p, dtype", [(0.1, torch.float32), (0.1, torch.bfloat16), (0.5, torch.float32),
@@ -163,10 +164,11 @@ def test_threshold_dropout_law_scale_and_gradient(p, dtype):
     # pairs of neighbours (the same 64-bit draw or the next one) are dropped together at rate q^2
     both = (~kept[:, :-1] & ~kept[:, 1:]).double().mean().item()
     assert abs(both - q * q) < 5 * (q * q / (n - 400)) ** 0.5
-    expected = (x.detach().float() * (1.0 / (1.0 - p))).to(dtype)  # one rounding, as torch's dropout
+    assert d.scale == pytest.approx(1.0 / (1.0 - q), rel=1e-12)  # unbiased for the rounded p
+    expected = (x.detach().float() * d.scale).to(dtype)  # one rounding, as torch's dropout
     assert torch.equal(y[kept], expected[kept])
     y.sum().backward()
-    assert torch.equal(x.grad, torch.where(kept, torch.tensor(1.0 / (1.0 - p)).to(dtype), torch.zeros((), dtype=dtype)))
+    assert torch.equal(x.grad, torch.where(kept, torch.tensor(d.scale).to(dtype), torch.zeros((), dtype=dtype)))
 
 
 def test_threshold_dropout_follows_torch_seed_and_is_off_in_eval():
@@ -213,8 +215,9 @@ def _loss_and_full_grads(model, batch):
     return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-# family -> whether the switch applies: the model attends through SDPA by default and through
-# transformers' attention registry (Falcon has its own attention code; Gemma 2 defaults to eager)
+# family -> whether the switch applies: a checked family (GEMM_ATTENTION_FAMILIES) attending through
+# SDPA by default and through transformers' attention registry (Falcon has its own attention code
+# and is not in the list; Gemma 2 defaults to eager)
 GEMM_FAMILIES = {"llama": True, "gpt2": True, "qwen2": True, "mistral": True, "gemma2": False, "phi3": True,
                  "gpt_neox": True, "falcon": False, "opt": True, "mixtral": True}
 
@@ -224,7 +227,6 @@ GEMM_FAMILIES = {"llama": True, "gpt2": True, "qwen2": True, "mistral": True, "g
 def test_gemm_attention_matches_sdpa(family, padded, block, monkeypatch):
     """block 64: one block for these 24 positions; block 5: five causal blocks of queries."""
     from tiny_models import build_model
-    from transformers.integrations import sdpa_attention
 
     import adaptive_lora.training.speedups as speedups
 
@@ -237,11 +239,12 @@ def test_gemm_attention_matches_sdpa(family, padded, block, monkeypatch):
     model = build_model(family).eval()  # eval: no dropout anywhere, gradients all the same
     want, want_grads = _loss_and_full_grads(model, batch)
     assert use_gemm_attention(model) is switches
-    handed_over = []
-    real = sdpa_attention.sdpa_attention_forward
-    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", lambda *a, **k: handed_over.append(1) or real(*a, **k))
+    attended = []
+    real = speedups._attend
+    monkeypatch.setattr(speedups, "_attend", lambda *a: attended.append(1) or real(*a))
     got, got_grads = _loss_and_full_grads(model, batch)
-    assert not handed_over  # the two GEMMs ran (or, not switched, SDPA's path was never the switch's)
+    blocks = -(-24 // block)  # causal blocks of the batch's 24 positions (the first example's length)
+    assert len(attended) == (blocks * model.config.num_hidden_layers if switches else 0)
     assert float(got) == pytest.approx(float(want), rel=1e-5)
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -267,11 +270,14 @@ def test_gemm_attention_hands_over_what_it_does_not_cover(monkeypatch):
     assert len(handed_over) == model.config.num_hidden_layers
     q = torch.randn(1, 4, 5, 8)
     k = torch.randn(1, 2, 5, 8)
-    for kwargs in ({"dropout": 0.1}, {"softcap": 30.0}, {"position_bias": torch.zeros(1, 4, 5, 5)}):
+    v_wide = torch.randn(1, 2, 5, 16)  # value heads wider than query heads (DeepSeek-V3's layout)
+    for kwargs in ({"dropout": 0.1}, {"softcap": 30.0}, {"position_bias": torch.zeros(1, 4, 5, 5)}, {"value": v_wide},
+                   {"s_aux": torch.zeros(4)}):
         handed_over.clear()
         try:
-            speedups.gemm_attention(model.model.layers[0].self_attn, q, k, k, None, **kwargs)
-        except ValueError:  # SDPA itself refuses soft-capping
+            value = kwargs.pop("value", k)
+            speedups.gemm_attention(model.model.layers[0].self_attn, q, k, value, None, **kwargs)
+        except (ValueError, TypeError):  # SDPA itself refuses soft-capping and sinks
             pass
         assert handed_over == [1], kwargs
 
@@ -372,3 +378,26 @@ def test_gemm_attention_blocks_only_under_causal_masks(mask_kind, monkeypatch):
     got, _ = speedups.gemm_attention(module, q, k, v, mask)
     want, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=None)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gemm_attention_only_for_checked_families():
+    """A family outside GEMM_ATTENTION_FAMILIES keeps SDPA even when it attends through the registry
+    (some models branch on the name "sdpa" itself)."""
+    from tiny_models import build_model
+
+    import adaptive_lora.training.speedups as speedups
+
+    model = build_model("llama")
+    model.config.model_type = "not_checked"
+    assert use_gemm_attention(model) is False and model.config._attn_implementation == "sdpa"
+    assert "falcon" not in speedups.GEMM_ATTENTION_FAMILIES
+
+
+def test_scored_head_refuses_a_model_that_ignores_logits_to_keep():
+    from tiny_models import build_model
+
+    model = build_model("llama").eval()
+    real = model.forward
+    model.forward = lambda **kw: real(**{**kw, "logits_to_keep": 0})  # all positions reach the head
+    with pytest.raises(RuntimeError, match="logits_to_keep"):
+        scored_loss_sum(model, _batch())

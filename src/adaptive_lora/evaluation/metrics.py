@@ -44,7 +44,13 @@ def scored_loss_sum(model, batch: dict, per_row: bool = False):
     if head is None:
         # logits[:, j] sits at position first + j and predicts the label at first + j + 1.
         return token_loss_sum(model(**inputs).logits, labels[:, first:], per_row)
-    handle = head.register_forward_pre_hook(lambda _m, args: (args[0][rows, cols - first],) + args[1:])
+    def scored_only(_module, args):
+        if args[0].shape[1] != keep:  # the model did not honour logits_to_keep: the indices would be wrong
+            raise RuntimeError(f"output head got {args[0].shape[1]} positions, expected {keep} (logits_to_keep); "
+                               "a bug to report")
+        return (args[0][rows, cols - first],) + args[1:]
+
+    handle = head.register_forward_pre_hook(scored_only)
     try:
         logits = model(**inputs).logits  # (N, vocabulary): the scored positions only
     finally:

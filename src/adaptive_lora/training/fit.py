@@ -82,7 +82,7 @@ def _build(cfg, session, model, method, layers: dict, total_steps: int):
     if session.device.type == "cpu":  # on a GPU, torch's fused dropout and PEFT's forward are kept
         if o.fast_dropout:
             use_threshold_dropout(session.acc.unwrap_model(model))
-        if o.fused_lora:
+        if o.fused_lora and not session.sharded:  # FSDP must see lora_A / lora_B called to gather them
             fuse_lora_linears(session.acc.unwrap_model(model))
     s = cfg.stabilize
     parts = _Parts(optimizer, scheduler, lr_mult, GradMonitor(session.acc.unwrap_model(model), layers),

@@ -129,8 +129,9 @@ class ThresholdDropout(torch.nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.drop_levels = round(p * self.LEVELS)  # int16 values below the threshold are dropped
-        self.scale = 1.0 / (1.0 - p)
+        # int16 values below the threshold are dropped; at least one level is always kept
+        self.drop_levels = min(round(p * self.LEVELS), self.LEVELS - 1)
+        self.scale = self.LEVELS / (self.LEVELS - self.drop_levels)  # 1 / (1 - effective_p): unbiased
 
     @property
     def effective_p(self) -> float:
@@ -204,6 +205,13 @@ GEMM_ATTENTION_MAX_LEN = 512
 # Queries per block: a causal block attends only to the keys up to its last query, which skips
 # the masked upper triangle's work; 64 was the fastest of 32-128 at 120-256 positions.
 GEMM_ATTENTION_BLOCK = 64
+# Families whose attention code was checked against SDPA with this function (tests/test_speed_paths.py).
+# Others keep SDPA: some models branch on the name "sdpa" itself (Gemma 4's shared key/value layers
+# drop queries unless it is "sdpa"; sparse-attention models fold their top-k into the mask only
+# for "sdpa" and "eager"), which a new implementation name would silently change.
+GEMM_ATTENTION_FAMILIES = frozenset({"llama", "mistral", "mixtral", "qwen2", "phi3", "gpt2", "gpt_neox", "opt"})
+# Per-call arguments the two GEMMs do not implement: SDPA's path (or its refusal) instead.
+_NOT_COVERED = ("softcap", "s_aux")  # Gemma 2's score soft-capping, gpt-oss's attention sinks
 
 
 def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
@@ -220,8 +228,8 @@ def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0
     B, H, T, D = query.shape
     KV, S = key.shape[1], key.shape[2]
     if (query.device.type != "cpu" or S > GEMM_ATTENTION_MAX_LEN or T != S or T == 1 or dropout > 0
-            or position_bias is not None or H % KV or kwargs.get("softcap") is not None
-            or kwargs.get("s_aux") is not None or kwargs.get("output_attentions")):
+            or position_bias is not None or H % KV or value.shape[-1] != D or value.shape[2] != S
+            or any(kwargs.get(k) is not None for k in _NOT_COVERED) or kwargs.get("output_attentions")):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_bias=position_bias, **kwargs)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -266,13 +274,15 @@ def _attention_bias(mask) -> torch.Tensor:
 
 
 def use_gemm_attention(model) -> bool:
-    """Switch a model that attends through SDPA to :func:`gemm_attention`; returns whether it did
-    (False for other implementations, which were chosen on purpose, and for models whose attention
-    does not go through transformers' attention registry)."""
+    """Switch a model of GEMM_ATTENTION_FAMILIES that attends through SDPA to
+    :func:`gemm_attention`; returns whether it did (False for other implementations, which were
+    chosen on purpose, for other families, and for models whose attention does not go through
+    transformers' attention registry)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if getattr(model.config, "_attn_implementation", None) != "sdpa" \
+            or getattr(model.config, "model_type", None) not in GEMM_ATTENTION_FAMILIES:
         return False
     AttentionInterface.register(GEMM_ATTENTION, gemm_attention)
     AttentionMaskInterface.register(GEMM_ATTENTION, sdpa_mask)
