@@ -401,3 +401,51 @@ def test_scored_head_refuses_a_model_that_ignores_logits_to_keep():
     model.forward = lambda **kw: real(**{**kw, "logits_to_keep": 0})  # all positions reach the head
     with pytest.raises(RuntimeError, match="logits_to_keep"):
         scored_loss_sum(model, _batch())
+
+
+def test_gemm_attention_follows_a_sliding_window(monkeypatch):
+    """Mistral with a window shorter than the sequence: the window lives in SDPA's mask, which
+    the two GEMMs (in blocks) apply as it is."""
+    from tiny_models import FAMILY_CONFIGS
+
+    import adaptive_lora.training.speedups as speedups
+    from adaptive_lora.layout.discover import model_class
+
+    monkeypatch.setattr(speedups, "GEMM_ATTENTION_BLOCK", 4)
+    config = FAMILY_CONFIGS["mistral"]()
+    batch = _batch()
+    torch.manual_seed(0)
+    unwindowed, _ = _loss_and_full_grads(model_class(config).from_config(config).eval(), batch)
+    config.sliding_window = 5
+    torch.manual_seed(0)
+    model = model_class(config).from_config(config).eval()
+    want, want_grads = _loss_and_full_grads(model, batch)
+    assert float(want) != pytest.approx(float(unwindowed), rel=1e-5)  # the window changes the result
+    model.set_attn_implementation("eager")
+    eager, _ = _loss_and_full_grads(model, batch)
+    model.set_attn_implementation("sdpa")
+    assert use_gemm_attention(model)
+    got, got_grads = _loss_and_full_grads(model, batch)
+    assert float(want) == pytest.approx(float(eager), rel=1e-5)  # the window is in SDPA's mask too
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_threshold_dropout_masks_replay_under_gradient_checkpointing():
+    """Non-reentrant checkpointing recomputes each layer's forward in the backward pass; the
+    masks come from torch's generator state, which checkpointing restores, so the recomputed
+    masks are the ones the forward used: the gradients equal those without checkpointing."""
+    model, batch = _wrapped(), _batch()
+    use_threshold_dropout(model)
+    for mod in model.modules():
+        if isinstance(mod, ThresholdDropout):
+            mod.__init__(0.3)
+    model.train()
+    want, want_grads = _loss_and_grads(model, batch, False)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert model.is_gradient_checkpointing
+    got, got_grads = _loss_and_grads(model, batch, False)
+    assert float(got) == float(want)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
