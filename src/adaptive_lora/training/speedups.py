@@ -1,4 +1,4 @@
-"""Throughput switches of the training loop (all but the last leave the arithmetic as it was).
+"""Throughput switches of the training loop; the first two leave the arithmetic as it was.
 
 * :func:`cache_frozen_casts` (``cast_cache``): under bf16 autocast every ``nn.Linear`` casts its
   fp32 weight to bf16 at every call, because autocast caches casts only of weights that require a
@@ -18,11 +18,17 @@
   workload (``benchmarks/RESULTS.md``). Each element is still kept independently and scaled by
   1 / (1 - p); p is rounded to a multiple of 1/65536 (0.1 becomes 0.10000610). The draws differ
   from torch's, so results move within seed noise; CPU only (a GPU's fused dropout is cheap).
+* :func:`gemm_attention` (``cpu_attention``): attention as two batched GEMMs and an fp32 softmax
+  in causal blocks, registered with transformers (eager's arithmetic; float rounding differs from
+  SDPA's); CPU only.
+* :func:`fuse_lora_linears` (``fused_lora``): PEFT's LoRA linear with one input cast and the
+  adapter added inside the GEMM (float rounding differs from PEFT's); CPU only.
 """
 
 from __future__ import annotations
 
 import types
+import weakref
 
 import numpy as np
 import torch
@@ -233,32 +239,49 @@ def gemm_attention(module, query, key, value, attention_mask, dropout: float = 0
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, position_bias=position_bias, **kwargs)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    mask = attention_mask
-    if mask is None and causal:
-        mask = torch.ones(T, S, dtype=torch.bool, device=query.device).tril().view(1, 1, T, S)
+    if attention_mask is not None:
+        lower, bias = _mask_plan(attention_mask)
+    elif causal:
+        lower, bias = True, _attention_bias(torch.ones(T, S, dtype=torch.bool, device=query.device).tril()[None, None])
+    else:
+        lower, bias = False, None
     # Blocks only when no query may see a later key (a prefix-LM or bidirectional mask may).
-    lower = mask is not None and mask.dtype == torch.bool and not bool(mask.triu(1).any())
     step = GEMM_ATTENTION_BLOCK if lower else T
     scale = D ** -0.5 if scaling is None else scaling
     outs = []
     for i0 in range(0, T, step):
         i1 = min(T, i0 + step)
         keys = i1 if step < T else S
-        block_mask = None if mask is None else mask[..., i0:i1, :keys]
-        outs.append(_attend(query[:, :, i0:i1], key[:, :, :keys], value[:, :, :keys], block_mask, scale))
+        block_bias = None if bias is None else bias[..., i0:i1, :keys]
+        outs.append(_attend(query[:, :, i0:i1], key[:, :, :keys], value[:, :, :keys], block_bias, scale))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, H, T, D)
     return out.transpose(1, 2).contiguous(), None
 
 
-def _attend(q, k, v, mask, scale: float):
-    """softmax(q k^T * scale + mask) v for one block of queries, grouped heads stacked."""
+def _attend(q, k, v, bias, scale: float):
+    """softmax(q k^T * scale + bias) v for one block of queries, grouped heads stacked."""
     B, H, T, D = q.shape
     KV, S = k.shape[1], k.shape[2]
     G = H // KV  # query heads per key/value head: head h reads key/value head h // G (repeat_kv's order)
     raw = torch.matmul(q.reshape(B, KV, G * T, D), k.transpose(-1, -2)).view(B, KV, G, T, S)
-    scores = raw.float() * scale if mask is None else torch.add(_attention_bias(mask), raw.float(), alpha=scale)
+    scores = raw.float() * scale if bias is None else torch.add(bias, raw.float(), alpha=scale)
     probs = scores.softmax(dim=-1).to(raw.dtype)  # the GEMM's dtype: bf16 under autocast
     return torch.matmul(probs.view(B, KV, G * T, S), v).view(B, H, T, D)
+
+
+# (weak reference to the last mask, lower-triangular?, its additive bias): transformers builds one
+# mask per forward and hands it to every layer, so its check and bias are computed once, not per layer.
+_MASK_MEMO: list = [None, False, None]
+
+
+def _mask_plan(mask) -> tuple[bool, torch.Tensor]:
+    """Whether ``mask`` lets no query see a later key, and its additive bias; once per mask object."""
+    ref, lower, bias = _MASK_MEMO
+    if ref is None or ref() is not mask:
+        lower = mask.dtype == torch.bool and not bool(mask.triu(1).any())
+        bias = _attention_bias(mask)
+        _MASK_MEMO[:] = [weakref.ref(mask), lower, bias]
+    return lower, bias
 
 
 def _attention_bias(mask) -> torch.Tensor:
@@ -329,8 +352,7 @@ def fuse_lora_linears(model) -> int:
 
     n = 0
     for mod in model.modules():
-        if type(mod) is LoraLinear and isinstance(mod.base_layer, torch.nn.Linear) \
-                and type(mod.base_layer) is torch.nn.Linear and "forward" not in mod.__dict__:
+        if type(mod) is LoraLinear and type(mod.base_layer) is torch.nn.Linear and "forward" not in mod.__dict__:
             mod.forward = types.MethodType(_fused_lora_forward, mod)
             n += 1
     return n
