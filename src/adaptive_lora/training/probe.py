@@ -39,8 +39,9 @@ PROBE_VERSION = 4  # bump when a probe's definition changes, so old cache entrie
 # ranks (the allocation runs after the probe, on the cached measurement).
 NEVER_READ = ("seed", "plan_cache", "plan_file", "strategy", "r_base", "r_min", "rounding", "custom", "budget",
               "budget_like", "spectrum_power",
-              "cast_cache", "fast_dropout", "fused_lora") + keys_of("eval", "prune_expand")
-# cast_cache: bit-identical by design (speedups.py); fast_dropout and fused_lora: set up for training only
+              "cast_cache", "fast_dropout", "fused_lora", "keep_memory") + keys_of("eval", "prune_expand")
+# cast_cache, keep_memory: bit-identical by design (speedups.py); fast_dropout and fused_lora: set up for
+# training only
 # Settings of one probe only, which the others cannot read.
 _SIGNAL_KEYS = ("spectrum_tail", "svd_probe_r")
 # How gradient_spectra computes its singular values: no other probe reads them.

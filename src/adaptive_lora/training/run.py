@@ -32,7 +32,7 @@ from .methods import METHODS
 from .monitor import grad_summary
 from .prepare import TrainData, prepare_data
 from .probe import ProbeContext, run_probe
-from .speedups import use_gemm_attention
+from .speedups import keep_freed_memory, use_gemm_attention
 from .session import Session, base_dtype, check_model_load, start_session
 from .stabilizers import warmup_steps
 
@@ -102,6 +102,8 @@ def load_base(cfg: TrainConfig, session: Session):
     m = cfg.model_load
     check_model_load(m, session.device)
     refuse_prequantized(cfg.input.model)
+    if cfg.optim.keep_memory and session.device.type == "cpu":
+        keep_freed_memory()  # before the weights and every buffer after them (speedups.py)
     dtype = base_dtype(m.dtype, session.device)
     model = load_model(cfg.input.model, dtype, **load_options(m, session.device, dtype))
     model.config.use_cache = False  # the KV cache only costs memory in training
@@ -239,7 +241,7 @@ _BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "ad
     "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
     "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage", "max_tokens",
-    "cast_cache", "fast_dropout", "fused_lora") + DISPLAY_ONLY  # training-only switches: eval has no dropout, cast_cache is exact
+    "cast_cache", "fast_dropout", "fused_lora", "keep_memory") + DISPLAY_ONLY  # training-only switches: eval has no dropout, cast_cache is exact
 
 
 class Evaluator:

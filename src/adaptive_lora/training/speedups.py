@@ -23,10 +23,18 @@
   SDPA's); CPU only.
 * :func:`fuse_lora_linears` (``fused_lora``): PEFT's LoRA linear with one input cast and the
   adapter added inside the GEMM (float rounding differs from PEFT's); CPU only.
+* :func:`keep_freed_memory` (``keep_memory``): glibc returns every freed block above 128 KiB-32 MiB
+  to the kernel, so the next micro-batch's activations (and the loss's vocabulary-wide fp32
+  buffers) come back as fresh pages, each zeroed by a page fault (~0.75 us per 4 KiB here). The
+  speed workload faulted 5.5 M times in one run; keeping freed memory in the process cut that to
+  1.6 M and the kernel time from 9.3 to 4.0 CPU seconds. The same numbers; the resident size stays
+  at its peak. CPU only, Linux with glibc only, and process-wide (it cannot be undone).
 """
 
 from __future__ import annotations
 
+import ctypes
+import platform
 import types
 import weakref
 
@@ -82,6 +90,30 @@ def cache_frozen_casts(model, dtype: torch.dtype | None) -> int:
         mod.forward = types.MethodType(_cached_linear_forward, mod)
         n += 1
     return n
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_KEPT = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of giving it back to the kernel: blocks up to
+    1 GiB come from the heap (not from their own mmap), the heap is never trimmed, and it grows
+    256 MiB at a time. Returns whether the settings are in force (False off glibc, e.g. macOS).
+    Process-wide and once: allocations already made keep where they are."""
+    global _KEPT
+    if _KEPT:
+        return True
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _KEPT = all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 2**31 - 1),
+                                                 (_M_TOP_PAD, 1 << 28)))
+    return _KEPT
 
 
 def token_budget_microbatches(step_examples: list[list[int]], lengths: list[int], max_tokens: int | None,
