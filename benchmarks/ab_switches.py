@@ -23,6 +23,8 @@ several threads).
 * ``fast_dropout``: torch's dropout vs threshold masks on bulk random bits (the tool's default);
 * ``cpu_attention``: SDPA vs the two-GEMM attention (the tool's default on a CPU);
 * ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU);
+* ``lora one node``: the fused LoRA linear through autograd's ~13 nodes vs as one autograd node
+  with the same ops (the tool's default);
 * ``attention blocks``: the two-GEMM attention over all keys at once vs in causal blocks of
   ``GEMM_ATTENTION_BLOCK`` queries (the tool's default).
 
@@ -168,6 +170,12 @@ def main(argv=None) -> int:
             return None
         return f
 
+    def one_node(on):
+        def f():
+            speedups.LORA_ONE_NODE = on
+            return args.batch
+        return f
+
     layers = next(m for n, m in model.named_modules() if n.endswith("layers") and isinstance(m, torch.nn.ModuleList))
 
     def compiled(on):
@@ -191,6 +199,7 @@ def main(argv=None) -> int:
         **{name: (tool_switch(name, False), tool_switch(name, True))
            for name in ("fast_dropout", "cpu_attention", "fused_lora")},
         "attention blocks": (blocks(10 ** 9), blocks(speedups.GEMM_ATTENTION_BLOCK)),
+        "lora one node": (one_node(False), one_node(True)),
     }
     only = set(args.only.split(",")) if args.only else set(switches)
     block_default = speedups.GEMM_ATTENTION_BLOCK
@@ -203,6 +212,7 @@ def main(argv=None) -> int:
         if name in only:
             out[name] = ab(name, model, batches, amp, a, b, args.repeats)
             speedups.GEMM_ATTENTION_BLOCK = block_default
+            speedups.LORA_ONE_NODE = True
             cache(True)()
             dropout(p)()
             compiled(False)()

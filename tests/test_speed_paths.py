@@ -15,7 +15,8 @@
   without page faults;
 * ``fused_lora``: the LoRA linear with one shared cast and the adapter added by ``addmm`` gives
   PEFT's loss and gradients (float rounding apart), with dropout too (threshold masks depend only
-  on the seed and the shape), and leaves what it does not cover to PEFT.
+  on the seed and the shape), and leaves what it does not cover to PEFT; as one autograd node it
+  gives bit for bit what its autograd path gives.
 """
 
 from __future__ import annotations
@@ -368,6 +369,53 @@ def test_fused_lora_linear_under_autocast_is_as_close_to_fp32_as_peft():
     for e, p, f in zip(exact, peft_bf16, fused_bf16):
         err_peft, err_fused = (p - e).abs().max().item(), (f - e).abs().max().item()
         assert err_fused <= 2 * err_peft + 1e-3 * e.abs().max().item()
+
+
+@pytest.mark.parametrize("autocast,dropout", [(True, 0.3), (True, 0.0), (False, 0.3), (False, 0.0)])
+def test_lora_linear_as_one_node_is_bit_identical(autocast, dropout, monkeypatch):
+    """The fused LoRA linear as one autograd node runs the same ops as autograd's path through the
+    fused forward: under bf16 autocast (the cast cache's weights, threshold dropout) the same loss
+    and gradients bit for bit. In fp32 the input's gradient is summed in another order (the base's
+    and the adapter's share of each module first, then the modules that read the same input), so
+    the gradients agree to float rounding."""
+    import adaptive_lora.training.speedups as speedups
+
+    model, batch = _wrapped(), _batch()
+    if dropout:
+        for mod in model.modules():
+            if hasattr(mod, "lora_dropout"):
+                mod.lora_dropout["default"] = ThresholdDropout(dropout)
+    model.train()
+    if autocast:
+        cache_frozen_casts(model, torch.bfloat16)
+    fuse_lora_linears(model)
+    results = {}
+    for one_node in (False, True):
+        monkeypatch.setattr(speedups, "LORA_ONE_NODE", one_node)
+        layer = next(m for m in model.modules() if hasattr(m, "lora_A"))
+        x = torch.randn(2, 3, layer.in_features, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            node = type(layer(x).grad_fn).__name__
+        assert (node == "_LoraLinearBackward") == one_node, node
+        results[one_node] = _loss_and_grads(model, batch, autocast)
+    (loss_a, grads_a), (loss_b, grads_b) = results[False], results[True]
+    assert torch.equal(loss_a, loss_b)
+    for a, b in zip(grads_a, grads_b):
+        if autocast:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_lora_linear_with_torch_dropout_is_not_one_node():
+    model = _wrapped().train()
+    for mod in model.modules():
+        if hasattr(mod, "lora_dropout"):
+            mod.lora_dropout["default"] = torch.nn.Dropout(0.3)
+    fuse_lora_linears(model)
+    layer = next(m for m in model.modules() if hasattr(m, "lora_A"))
+    y = layer(torch.randn(2, 3, layer.in_features, requires_grad=True))
+    assert type(y.grad_fn).__name__ != "_LoraLinearBackward"
 
 
 def test_fused_lora_linear_leaves_the_rest_to_peft():

@@ -283,8 +283,9 @@ class OptimConfig(_Checks):
                                   "causal blocks (transformers' eager arithmetic), 2-4x faster than SDPA's CPU kernel "
                                   "at 120-256 positions; longer ones, and GPUs, keep SDPA")
     fused_lora: bool = F(True, "on a CPU, each LoRA linear casts its input once for the base and the adapter and adds "
-                               "the adapter's output inside the GEMM (addmm, scaling folded into B): fewer passes, the "
-                               "same arithmetic up to bf16 rounding; false = PEFT's forward. GPUs use PEFT's")
+                               "the adapter's output inside the GEMM (addmm, scaling folded into B), as one autograd "
+                               "node: fewer passes, the same arithmetic up to bf16 rounding; false = PEFT's "
+                               "forward. GPUs use PEFT's")
     keep_memory: bool = F(True, "on a CPU under Linux/glibc, keep freed memory in the process for reuse instead of "
                                 "returning it to the kernel: no page faults on every micro-batch's fresh buffers "
                                 "(~5-10 % of a step), the same numbers; the resident size stays at its peak. "

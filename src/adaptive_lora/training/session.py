@@ -89,6 +89,9 @@ def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
+    from .speedups import release_freed_memory
+
+    release_freed_memory()  # memory an earlier run freed and the process kept would count as this run's
     try:  # Linux: writing 5 to clear_refs resets the resident-set high-water mark (VmHWM)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -22,7 +22,9 @@
   in causal blocks, registered with transformers (eager's arithmetic; float rounding differs from
   SDPA's); CPU only.
 * :func:`fuse_lora_linears` (``fused_lora``): PEFT's LoRA linear with one input cast and the
-  adapter added inside the GEMM (float rounding differs from PEFT's); CPU only.
+  adapter added inside the GEMM (float rounding differs from PEFT's), as one autograd node
+  (:class:`_LoraLinear`) where the base weight is frozen and the dropout is off or threshold
+  masks: the same ops as autograd's path, so under bf16 autocast the same bits; CPU only.
 * :func:`keep_freed_memory` (``keep_memory``): glibc returns every freed block above 128 KiB-32 MiB
   to the kernel, so the next micro-batch's activations (and the loss's vocabulary-wide fp32
   buffers) come back as fresh pages, each zeroed by a page fault (~0.75 us per 4 KiB here). The
@@ -114,6 +116,14 @@ def keep_freed_memory() -> bool:
     _KEPT = all(mallopt(k, v) == 1 for k, v in ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 2**31 - 1),
                                                  (_M_TOP_PAD, 1 << 28)))
     return _KEPT
+
+
+def release_freed_memory() -> None:
+    """Give the freed memory that :func:`keep_freed_memory` keeps back to the kernel (glibc's
+    ``malloc_trim``), e.g. between the runs of a sweep, so that each run's resident-size peak is
+    its own. A no-op when the setting is not in force."""
+    if _KEPT:
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def token_budget_microbatches(step_examples: list[list[int]], lengths: list[int], max_tokens: int | None,
@@ -365,6 +375,11 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     if name not in self.lora_A or name in self.lora_variant or getattr(self, "lora_bias", {}).get(name, False):
         return type(self).forward(self, x, *args, **kwargs)
     dev = x.device.type
+    drop = self.lora_dropout[name]
+    one_node = _one_node_weights(self, x, drop)
+    if one_node is not None:
+        return _LoraLinear.apply(x, *one_node, self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name],
+                                 drop if drop.training and getattr(drop, "drop_levels", 0) else None)
     if torch.is_autocast_enabled(dev):
         if x.dtype != torch.get_autocast_dtype(dev):
             x = x.to(torch.get_autocast_dtype(dev))
@@ -375,6 +390,90 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     b = self.lora_B[name].weight * self.scaling[name]
     out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), b.t())
     return out.view(result.shape)
+
+
+# The fused LoRA linear as one autograd node (:class:`_LoraLinear`) where it can be; False keeps the
+# fused forward's autograd path (benchmarks/ab_switches.py measures one against the other).
+LORA_ONE_NODE = True
+
+
+def _one_node_weights(layer, x, drop):
+    """(compute dtype, frozen base weight, bias) in that dtype when ``layer`` can run as one
+    :class:`_LoraLinear` node: the base weight is frozen and already in the compute dtype (the
+    cast cache's copy under autocast, else the weight itself), and the dropout is off or a
+    :class:`ThresholdDropout` (torch's own dropout keeps PEFT's modules). Else None."""
+    base = layer.base_layer
+    w = base.weight
+    if not LORA_ONE_NODE or w.requires_grad or (base.bias is not None and base.bias.requires_grad):
+        return None
+    if not (isinstance(drop, (ThresholdDropout, torch.nn.Identity)) or not drop.training
+            or (isinstance(drop, torch.nn.Dropout) and drop.p == 0)):
+        return None
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        if w.dtype == dt:
+            return dt, w, base.bias
+        if getattr(base, "_cast_dtype", None) != dt or torch.compiler.is_compiling():
+            return None
+        if base._cast_key != (w.data_ptr(), w._version):
+            _fill_cache(base)
+        return dt, base._cast_weight, base._cast_bias
+    if x.dtype != w.dtype or layer.lora_A[layer.active_adapters[0]].weight.dtype != w.dtype:
+        return None
+    return w.dtype, w, base.bias
+
+
+class _LoraLinear(torch.autograd.Function):
+    """``base(x) + (drop(x) @ A.T) @ (B * scaling).T`` as one autograd node, with the ops (and so
+    the rounding) of :func:`_fused_lora_forward`'s autograd path: the same GEMMs in the same
+    orientation, the dropout mask's multiply and scale, and the adapter's gradient added into the
+    base's in one ``addcmul``. One node instead of ~13 (casts, views, multiplies, GEMMs): less
+    dispatch and bookkeeping per call, which on a small model is a large part of a step.
+
+    ``x`` comes in its own dtype (fp32 from the residual stream under autocast) and is cast to
+    ``dt`` here, as autocast would; ``a`` and ``b`` are the adapter's parameters, cast the same way."""
+
+    @staticmethod
+    def forward(ctx, x, dt, w, bias, a, b, scaling, drop):
+        xc = x if x.dtype == dt else x.to(dt)
+        x2 = xc.reshape(-1, xc.shape[-1])
+        base = F.linear(x2, w, bias)
+        if drop is not None:
+            mask = drop.keep_mask(x2)
+            d = torch.mul(x2, mask).mul_(drop.scale)
+        else:
+            mask, d = None, x2
+        a_c = a.to(dt)
+        h = torch.mm(d, a_c.t())
+        b_c = (b * scaling).to(dt)
+        out = torch.addmm(base, h, b_c.t())
+        ctx.save_for_backward(w, a_c, b_c, d, h, mask)
+        ctx.meta = (x.dtype, x.shape, scaling, None if drop is None else drop.scale, a.dtype, b.dtype)
+        return out.view(*xc.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, a_c, b_c, d, h, mask = ctx.saved_tensors
+        x_dtype, x_shape, scaling, scale, a_dtype, b_dtype = ctx.meta
+        need_x, need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[4], ctx.needs_input_grad[5]
+        g = grad.reshape(-1, grad.shape[-1])
+        if g.dtype != h.dtype:
+            g = g.to(h.dtype)
+        grad_b = torch.mm(g.t(), h).to(b_dtype).mul_(scaling) if need_b else None
+        gx = grad_a = None
+        if need_x or need_a:
+            gh = torch.mm(g, b_c)
+            grad_a = torch.mm(gh.t(), d).to(a_dtype) if need_a else None
+            if need_x:
+                gd = torch.mm(gh, a_c)
+                gx = torch.mm(g, w)
+                if mask is None:
+                    gx.add_(gd)
+                else:
+                    gx.addcmul_(gd.mul_(scale), mask)  # the mask is 0/1: the product is exact
+                gx = gx.view(x_shape).to(x_dtype)
+        return gx, None, None, None, grad_a, grad_b, None, None
 
 
 def fuse_lora_linears(model) -> int:
