@@ -507,15 +507,19 @@ def test_gemm_attention_follows_a_sliding_window(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_threshold_dropout_masks_replay_under_gradient_checkpointing():
+@pytest.mark.parametrize("fused", [False, True])
+def test_threshold_dropout_masks_replay_under_gradient_checkpointing(fused):
     """Non-reentrant checkpointing recomputes each layer's forward in the backward pass; the
     masks come from torch's generator state, which checkpointing restores, so the recomputed
-    masks are the ones the forward used: the gradients equal those without checkpointing."""
+    masks are the ones the forward used: the gradients equal those without checkpointing, with
+    PEFT's forward and with the fused LoRA linear (one autograd node, which draws its own mask)."""
     model, batch = _wrapped(), _batch()
     use_threshold_dropout(model)
     for mod in model.modules():
         if isinstance(mod, ThresholdDropout):
             mod.__init__(0.3)
+    if fused:
+        fuse_lora_linears(model)
     model.train()
     want, want_grads = _loss_and_grads(model, batch, False)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
