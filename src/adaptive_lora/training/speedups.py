@@ -428,8 +428,9 @@ class _LoraLinear(torch.autograd.Function):
     """``base(x) + (drop(x) @ A.T) @ (B * scaling).T`` as one autograd node, with the ops (and so
     the rounding) of :func:`_fused_lora_forward`'s autograd path: the same GEMMs in the same
     orientation, the dropout mask's multiply and scale, and the adapter's gradient added into the
-    base's in one ``addcmul``. One node instead of ~13 (casts, views, multiplies, GEMMs): less
-    dispatch and bookkeeping per call, which on a small model is a large part of a step.
+    base's in one ``addcmul``. One node instead of ~13 (casts, views, multiplies, GEMMs) and one
+    pass fewer over the input's gradient; on the speed workload that gained only ~1 %
+    (``benchmarks/RESULTS.md``): autograd's per-node cost was small.
 
     ``x`` comes in its own dtype (fp32 from the residual stream under autocast) and is cast to
     ``dt`` here, as autocast would; ``a`` and ``b`` are the adapter's parameters, cast the same way."""
