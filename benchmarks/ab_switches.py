@@ -157,10 +157,11 @@ def main(argv=None) -> int:
             return args.batch
         return f
 
-    def blocks(size):
-        """The two-GEMM attention in one block vs causal blocks of ``size`` queries."""
+    def setting(name, value):
+        """A module-level setting of speedups: GEMM_ATTENTION_BLOCK (the two-GEMM attention in one
+        block vs causal blocks), LORA_ONE_NODE."""
         def f():
-            speedups.GEMM_ATTENTION_BLOCK = size
+            setattr(speedups, name, value)
             return args.batch
         return f
 
@@ -168,12 +169,6 @@ def main(argv=None) -> int:
         def f():
             _set_dropout(model, q)
             return None
-        return f
-
-    def one_node(on):
-        def f():
-            speedups.LORA_ONE_NODE = on
-            return args.batch
         return f
 
     layers = next(m for n, m in model.named_modules() if n.endswith("layers") and isinstance(m, torch.nn.ModuleList))
@@ -198,8 +193,9 @@ def main(argv=None) -> int:
         "micro-batch size": (lambda: "8", lambda: "32"),
         **{name: (tool_switch(name, False), tool_switch(name, True))
            for name in ("fast_dropout", "cpu_attention", "fused_lora")},
-        "attention blocks": (blocks(10 ** 9), blocks(speedups.GEMM_ATTENTION_BLOCK)),
-        "lora one node": (one_node(False), one_node(True)),
+        "attention blocks": (setting("GEMM_ATTENTION_BLOCK", 10 ** 9),
+                             setting("GEMM_ATTENTION_BLOCK", speedups.GEMM_ATTENTION_BLOCK)),
+        "lora one node": (setting("LORA_ONE_NODE", False), setting("LORA_ONE_NODE", True)),
     }
     only = set(args.only.split(",")) if args.only else set(switches)
     block_default = speedups.GEMM_ATTENTION_BLOCK

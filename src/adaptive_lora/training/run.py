@@ -241,7 +241,7 @@ _BASE_EVAL_IGNORES = keys_of("plan", "params", "probe", "lora", "stabilize", "ad
     "lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "adam_beta1", "adam_beta2",
     "lr_schedule", "seed", "group_by_length", "eval_every", "generate_samples", "max_new_tokens",
     "loss_spike", "gradient_checkpointing", "device_map", "low_cpu_mem_usage", "max_tokens",
-    "cast_cache", "fast_dropout", "fused_lora", "keep_memory") + DISPLAY_ONLY  # training-only switches: eval has no dropout, cast_cache is exact
+    "cast_cache", "fast_dropout", "fused_lora", "keep_memory") + DISPLAY_ONLY  # eval has no dropout; cast_cache and keep_memory are exact
 
 
 class Evaluator:

@@ -47,17 +47,24 @@ import torch.nn.functional as F
 
 def _cached_linear_forward(self, x):
     dev = x.device.type
-    # A weight unfrozen after caching must get its gradient: then the module's own path.
-    if (torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == self._cast_dtype
-            and not self.weight.requires_grad):
-        w = self.weight
-        # A frozen weight changed in place (a merge, a reload) makes the copy stale: re-cast.
-        # Not inside a compiled graph: a data pointer there is a guard per module, and every one of
-        # a model's linears would recompile it (``compile`` refreshes the copies before each fit).
-        if not torch.compiler.is_compiling() and self._cast_key != (w.data_ptr(), w._version):
-            _fill_cache(self)
-        return F.linear(x.to(self._cast_dtype), self._cast_weight, self._cast_bias)
+    cast = _cached_cast(self, torch.get_autocast_dtype(dev)) if torch.is_autocast_enabled(dev) else None
+    if cast is not None:
+        return F.linear(x.to(self._cast_dtype), *cast)
     return F.linear(x, self.weight, self.bias)
+
+
+def _cached_cast(mod, dt: torch.dtype):
+    """``mod``'s cached (weight, bias) in ``dt``, or None when it has no copy in ``dt`` or its
+    weight trains (a weight unfrozen after caching must get its gradient: the module's own path)."""
+    if getattr(mod, "_cast_dtype", None) != dt or mod.weight.requires_grad:
+        return None
+    w = mod.weight
+    # A frozen weight changed in place (a merge, a reload) makes the copy stale: re-cast.
+    # Not inside a compiled graph: a data pointer there is a guard per module, and every one of
+    # a model's linears would recompile it (``compile`` refreshes the copies before each fit).
+    if not torch.compiler.is_compiling() and mod._cast_key != (w.data_ptr(), w._version):
+        _fill_cache(mod)
+    return mod._cast_weight, mod._cast_bias
 
 
 def _fill_cache(mod) -> None:
@@ -414,11 +421,8 @@ def _one_node_weights(layer, x, drop):
         dt = torch.get_autocast_dtype(dev)
         if w.dtype == dt:
             return dt, w, base.bias
-        if getattr(base, "_cast_dtype", None) != dt or torch.compiler.is_compiling():
-            return None
-        if base._cast_key != (w.data_ptr(), w._version):
-            _fill_cache(base)
-        return dt, base._cast_weight, base._cast_bias
+        cast = None if torch.compiler.is_compiling() else _cached_cast(base, dt)
+        return None if cast is None else (dt, *cast)
     if x.dtype != w.dtype or layer.lora_A[layer.active_adapters[0]].weight.dtype != w.dtype:
         return None
     return w.dtype, w, base.bias
