@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             uncache_frozen_casts(model)
             if on:
                 cache_frozen_casts(model, amp)
-            return None
+            return args.batch
         return f
 
     def tool_switch(name, on):
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     def dropout(q):
         def f():
             _set_dropout(model, q)
-            return None
+            return args.batch
         return f
 
     layers = next(m for n, m in model.named_modules() if n.endswith("layers") and isinstance(m, torch.nn.ModuleList))
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
                     layer.compile(dynamic=False)
                 elif not on:
                     layer._compiled_call_impl = None
-            return None
+            return args.batch
         return f
 
     switches = {

@@ -178,6 +178,18 @@ def test_threshold_dropout_rounds_p_to_sixteen_bits(p, levels):
     assert d.scale == 65536 / (65536 - levels)  # finite: one level is always kept
 
 
+def test_threshold_dropout_p_is_settable_like_torch_dropout():
+    """Code that sets ``.p`` on a LoRA dropout (benchmarks/ab_switches.py does) must change the masks
+    of the threshold dropout too, not only an attribute nothing reads."""
+    d, x = ThresholdDropout(0.1).train(), torch.ones(64, 64)
+    d.p = 0.5
+    assert (d.drop_levels, d.scale, d.p) == (32768, 2.0, 0.5)
+    d.p = 0.0
+    assert not d.active and d(x) is x
+    with pytest.raises(ValueError):
+        d.p = 1.0
+
+
 @pytest.mark.parametrize("p, dtype", [(0.1, torch.float32), (0.1, torch.bfloat16), (0.5, torch.float32),
                                       (0.05, torch.bfloat16)])
 def test_threshold_dropout_law_scale_and_gradient(p, dtype):

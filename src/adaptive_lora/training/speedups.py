@@ -181,9 +181,18 @@ class ThresholdDropout(torch.nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
+        self.p = p
+
+    @property
+    def p(self) -> float:
+        return self._p
+
+    @p.setter
+    def p(self, p: float) -> None:
+        """Settable like ``nn.Dropout.p``; the threshold and the scale follow."""
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
+        self._p = p
         # int16 values below the threshold are dropped; at least one level is always kept
         self.drop_levels = min(round(p * self.LEVELS), self.LEVELS - 1)
         self.scale = self.LEVELS / (self.LEVELS - self.drop_levels)  # 1 / (1 - effective_p): unbiased
