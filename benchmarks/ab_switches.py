@@ -20,15 +20,16 @@ several threads).
   masks from the eager generator (inductor's own CPU generator made a step slower than eager);
   the first compiled call includes compilation, so read it with ``--repeats`` >= 3 (medians).
   Not a switch of the tool (yet): this measures whether it would pay.
-* ``fast_dropout``: torch's dropout vs threshold masks on bulk random bits (the tool's default);
+* ``fast_dropout``: torch's dropout (the tool's default) vs threshold masks on bulk random bits;
 * ``cpu_attention``: SDPA vs the two-GEMM attention (the tool's default on a CPU);
 * ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU);
 * ``lora one node``: the fused LoRA linear through autograd's ~13 nodes vs as one autograd node
-  with the same ops (the tool's default);
+  with the same ops (the tool's default where the dropout is off or ``fast_dropout``'s: under
+  torch's dropout, the default, both sides run autograd's path);
 * ``attention blocks``: the two-GEMM attention over all keys at once vs in causal blocks of
   ``GEMM_ATTENTION_BLOCK`` queries (the tool's default).
 
-The tool's defaults are on while another switch is measured; ``--batch step`` times the four
+The tool's defaults hold while another switch is measured; ``--batch step`` times the four
 micro-batches of one optimizer step (the speed workload's second step) instead of one.
 """
 
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
     }
     only = set(args.only.split(",")) if args.only else set(switches)
     block_default = speedups.GEMM_ATTENTION_BLOCK
-    defaults = [tool_switch(name, True) for name in ("fast_dropout", "cpu_attention", "fused_lora")]
+    tool = cfg.optim  # the tool's own settings hold while another switch is measured
+    defaults = [tool_switch(name, getattr(tool, name)) for name in ("fast_dropout", "cpu_attention", "fused_lora")]
     for f in defaults:
         f()
     _fwd_bwd(model, batches["8"], amp)  # warm-up

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     session, data, model, _method, _ = build(cfg)
     model.train()
     speedups.cache_frozen_casts(model, session.amp)  # what fit() installs on a CPU
-    speedups.use_threshold_dropout(model)
+    if cfg.optim.fast_dropout:
+        speedups.use_threshold_dropout(model)
     speedups.fuse_lora_linears(model)
     rows = [data.train[i] for i in range(8)]
 

@@ -155,7 +155,7 @@ ALTERNATIVE = {
     "alpha_policy": "rslora", "lora_alpha": 16.0, "alpha_ratio": 1.0, "lora_dropout": 0.0, "gora_init": True, "gora_init_gamma": 0.05, "pe_capacity": 3.0, "pe_interval": 5, "pe_moves": 4, "pe_warmup": 2, "pe_freeze": 3, "pe_beta": 0.5, "lr": 1e-3, "epochs": 2,
     "max_steps": 7, "batch_size": 4, "grad_accum": 2, "weight_decay": 0.1, "adam_beta1": 0.8, "adam_beta2": 0.99,
     "lr_schedule": "cosine", "precision": "bf16", "seed": 3, "group_by_length": False, "max_tokens": 512,
-    "cast_cache": False, "fast_dropout": False, "cpu_attention": False, "fused_lora": False, "keep_memory": False,
+    "cast_cache": False, "fast_dropout": True, "cpu_attention": False, "fused_lora": False, "keep_memory": False,
     "warmup_steps": 2,
     "warmup_ratio": 0.1, "clip": "fixed", "clip_norm": 0.5, "clip_factor": 3.0, "clip_beta": 0.5,
     "lr_rank_power": 0.5, "lr_rank_ref": 8, "layer_lr": [1.0, 2.0], "loraplus_ratio": 4.0, "eval_every": 2,

@@ -240,11 +240,12 @@ def test_use_threshold_dropout_swaps_every_lora_dropout_and_back():
 
 @pytest.mark.parametrize("dropout, same", [(0.1, False), (0.0, True)])
 def test_fast_dropout_changes_only_the_draws(train_env, tmp_path, dropout, same):
-    """Training installs the threshold masks on a CPU (the draws then differ from torch's); without
-    dropout the switch changes nothing at all."""
+    """Training installs the threshold masks on a CPU when asked (the draws then differ from
+    torch's, the default); without dropout the switch changes nothing at all."""
     cfg = train_config(train_env, "llama", max_steps=2, forgetting=False, lora_dropout=dropout)
-    on = train(TrainConfig.from_dict(cfg), tmp_path / "on")
-    off = train(TrainConfig.from_dict({**cfg, "fast_dropout": False}), tmp_path / "off")
+    assert TrainConfig.from_dict(cfg).optim.fast_dropout is False  # torch's draws unless asked
+    on = train(TrainConfig.from_dict({**cfg, "fast_dropout": True}), tmp_path / "on")
+    off = train(TrainConfig.from_dict(cfg), tmp_path / "off")
     assert (on["eval_loss"] == off["eval_loss"]) is same
 
 

@@ -17,7 +17,8 @@
   generator, which costs ~4 ns per element on one thread and was a quarter of a step on the speed
   workload (``benchmarks/RESULTS.md``). Each element is still kept independently and scaled by
   1 / (1 - p); p is rounded to a multiple of 1/65536 (0.1 becomes 0.10000610). The draws differ
-  from torch's, so results move within seed noise; CPU only (a GPU's fused dropout is cheap).
+  from torch's, so results move within seed noise; opt-in (the default keeps torch's draws, the
+  numbers of PEFT and of earlier versions); CPU only (a GPU's fused dropout is cheap).
 * :func:`gemm_attention` (``cpu_attention``): attention as two batched GEMMs and an fp32 softmax
   in causal blocks, registered with transformers (eager's arithmetic; float rounding differs from
   SDPA's); CPU only.
