@@ -24,8 +24,9 @@ several threads).
 * ``cpu_attention``: SDPA vs the two-GEMM attention (the tool's default on a CPU);
 * ``fused_lora``: PEFT's LoRA forward vs one shared cast and ``addmm`` (the tool's default on a CPU);
 * ``lora one node``: the fused LoRA linear through autograd's ~13 nodes vs as one autograd node
-  with the same ops (the tool's default where the dropout is off or ``fast_dropout``'s: under
-  torch's dropout, the default, both sides run autograd's path);
+  with the same ops. The tool takes the one-node path only where the dropout is off or comes from
+  ``fast_dropout``; under torch's dropout (the default) both sides run autograd's path, so this
+  A/B measures nothing there;
 * ``attention blocks``: the two-GEMM attention over all keys at once vs in causal blocks of
   ``GEMM_ATTENTION_BLOCK`` queries (the tool's default).
 
