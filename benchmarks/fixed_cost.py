@@ -36,17 +36,14 @@ def main(argv=None) -> int:
     import torch
 
     from adaptive_lora.evaluation.metrics import scored_loss_sum
-    from adaptive_lora.training import speedups
+    from adaptive_lora.training.fit import install_speedups
 
     from profile_step import build, ours_cfg
 
     cfg = ours_cfg(argparse.Namespace(precision="bf16", data=args.data, max_train=WORKLOAD["max_train"], set=[]))
     session, data, model, _method, _ = build(cfg)
     model.train()
-    speedups.cache_frozen_casts(model, session.amp)  # what fit() installs on a CPU
-    if cfg.optim.fast_dropout:
-        speedups.use_threshold_dropout(model)
-    speedups.fuse_lora_linears(model)
+    install_speedups(model, cfg.optim, session)  # what fit() installs
     rows = [data.train[i] for i in range(8)]
 
     def batch(n: int) -> dict:

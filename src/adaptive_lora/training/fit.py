@@ -66,6 +66,18 @@ class _Parts:
     trainable: list
 
 
+def install_speedups(model, o, session) -> None:
+    """The speed switches of ``o`` (an OptimConfig) that apply on ``session``'s device, on the
+    unwrapped ``model``: what a fit trains with (benchmarks install them through this too)."""
+    if o.cast_cache and not session.sharded:  # sharded parameters are flat views: nothing to cache
+        cache_frozen_casts(model, session.amp)
+    if session.device.type == "cpu":  # on a GPU, torch's fused dropout and PEFT's forward are kept
+        if o.fast_dropout:
+            use_threshold_dropout(model)
+        if o.fused_lora and not session.sharded:  # FSDP must see lora_A / lora_B called to gather them
+            fuse_lora_linears(model)
+
+
 def _build(cfg, session, model, method, layers: dict, total_steps: int):
     """AdamW with one parameter group per learning rate, prepared by accelerate; the monitor."""
     groups = param_groups(model, cfg, method.module_ranks(), layers)
@@ -77,13 +89,7 @@ def _build(cfg, session, model, method, layers: dict, total_steps: int):
     lr_mult = lr_lambda(cfg.stabilize, o.lr_schedule, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_mult)
     model, optimizer = session.acc.prepare(model, optimizer)
-    if o.cast_cache and not session.sharded:  # sharded parameters are flat views: nothing to cache
-        cache_frozen_casts(session.acc.unwrap_model(model), session.amp)
-    if session.device.type == "cpu":  # on a GPU, torch's fused dropout and PEFT's forward are kept
-        if o.fast_dropout:
-            use_threshold_dropout(session.acc.unwrap_model(model))
-        if o.fused_lora and not session.sharded:  # FSDP must see lora_A / lora_B called to gather them
-            fuse_lora_linears(session.acc.unwrap_model(model))
+    install_speedups(session.acc.unwrap_model(model), o, session)
     s = cfg.stabilize
     parts = _Parts(optimizer, scheduler, lr_mult, GradMonitor(session.acc.unwrap_model(model), layers),
                    GradClipper(s.clip, s.clip_norm, s.clip_factor, s.clip_beta),

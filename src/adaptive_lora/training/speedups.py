@@ -396,7 +396,7 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     one_node = _one_node_weights(self, x, drop)
     if one_node is not None:
         return _LoraLinear.apply(x, *one_node, self.lora_A[name].weight, self.lora_B[name].weight, self.scaling[name],
-                                 drop if drop.training and getattr(drop, "drop_levels", 0) else None)
+                                 drop if getattr(drop, "active", False) else None)
     if torch.is_autocast_enabled(dev):
         if x.dtype != torch.get_autocast_dtype(dev):
             x = x.to(torch.get_autocast_dtype(dev))
